@@ -1,0 +1,39 @@
+//! `ehr-risk ingest` arguments.
+
+use crate::ingest::Format;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The lake folder (created if missing).
+    #[arg(long, env = "EHR_RISK_LAKE")]
+    pub lake: PathBuf,
+    /// Export files or folders; each one's format is detected.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Force the input format instead of detecting it.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Exit with status 1 when more than this fraction of rows is rejected (0..1).
+    #[arg(long, env = "EHR_RISK_MAX_REJECT_RATE")]
+    pub max_reject_rate: Option<f64>,
+    /// Time zone for timestamps written without an offset (IANA name).
+    #[arg(long, default_value = "UTC", env = "EHR_RISK_TZ")]
+    pub tz: String,
+    /// Subject shards of a new lake (an existing lake keeps its own).
+    #[arg(long, default_value_t = 16)]
+    pub shards: usize,
+    /// Quarantine events later than this (ISO date/time; default: now + 1 day).
+    #[arg(long)]
+    pub max_event_time: Option<String>,
+    /// Events buffered in memory before spilling to disk.
+    #[arg(long, default_value_t = 1_000_000, env = "EHR_RISK_BUFFER_EVENTS")]
+    pub buffer_events: usize,
+    /// Print the ingest report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the resolved configuration and exit.
+    #[arg(long)]
+    pub show_config: bool,
+}

@@ -1,0 +1,46 @@
+//! Command-line types (clap derive), one file per subcommand; no logic lives here.
+
+pub mod ingest;
+pub mod lake;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "ehr-risk", version, about = "Heart-attack and stroke risk from fragmented EHR exports")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less output (-q hides progress bars and summaries).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub quiet: u8,
+    /// Worker threads (default: all cores).
+    #[arg(long, env = "EHR_RISK_THREADS", global = true)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest FHIR, Synthea CSV, OMOP CDM, MIMIC-IV or MEDS exports into a MEDS event lake.
+    Ingest(ingest::IngestArgs),
+    /// Inspect a lake.
+    Lake(lake::LakeArgs),
+    /// Run the main job on the embedded demo exports (fragmented sample cohort).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo writes its inputs and lake.
+    #[arg(long, default_value = "out/demo", env = "EHR_RISK_DEMO_OUT")]
+    pub out: PathBuf,
+}

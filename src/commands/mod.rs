@@ -1,0 +1,32 @@
+//! Subcommands: each wires library stages together, owns its messages and progress bars, and
+//! returns a typed exit status. Errors are `anyhow` with context; `main` turns them into exit 2.
+
+pub mod demo;
+pub mod ingest;
+pub mod lake;
+pub mod progress;
+
+use crate::cli::{Cli, Command};
+
+/// The process exit status, decided in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything finished and passed.
+    Success = 0,
+    /// Finished, but a threshold was crossed (reject rate, validation problems).
+    Threshold = 1,
+    /// Usage, I/O or internal error.
+    Error = 2,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
+    if let Some(t) = cli.global.threads {
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(t.max(1)).build_global();
+    }
+    let quiet = cli.global.quiet > 0;
+    match cli.command {
+        Command::Ingest(a) => ingest::run(a, quiet),
+        Command::Lake(a) => lake::run(a),
+        Command::Demo(a) => demo::run(a, quiet),
+    }
+}

@@ -1,0 +1,663 @@
+//! The ingest run: plan inputs, skip files already in the manifest (by content hash), read
+//! people first, route events to subject shards with a bounded in-memory buffer (spilled to
+//! Arrow IPC files in the staging area when full), then per shard merge with the existing
+//! shard, sort, remove exact duplicates (keeping what was already in the lake), and commit
+//! shards, metadata, quarantine, report and manifest in one atomic transaction.
+
+use super::detect::{InputFile, InputSet, plan};
+use super::io::{LineBlocks, sha256_file, split_lines};
+use super::tabular::{self, load_lookup};
+use super::time::TimeContext;
+use super::{Chunk, Ctx, Format, Identity, IngestError, Quarantined, Tally, fhir, meds, mimic, omop, synthea};
+use crate::lake::commit::Transaction;
+use crate::lake::manifest::{InputRecord, RunRecord};
+use crate::lake::{Lake, shard_of, split_of, write};
+use crate::schema::{Event, event_schema, from_batch, to_batch};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// Progress callbacks; the CLI implements them with progress bars, the library stays silent.
+pub trait Reporter: Sync {
+    fn file_started(&self, _path: &Path, _bytes: u64) {}
+    fn progress(&self, _bytes: u64) {}
+    fn file_done(&self) {}
+    fn stage(&self, _what: &str) {}
+}
+
+/// A reporter that says nothing.
+pub struct Silent;
+impl Reporter for Silent {}
+
+/// Ingest settings, validated before the run.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub format: Option<Format>,
+    pub time: TimeContext,
+    /// Later events are quarantined as `future_event` (not for date-shifted MIMIC).
+    pub max_event_time: i64,
+    pub min_event_time: i64,
+    /// Subject shards for a new lake (an existing lake keeps its own number).
+    pub shards: usize,
+    /// Events held in memory before the router spills to disk.
+    pub buffer_events: usize,
+    /// Bytes per block of NDJSON lines parsed in parallel.
+    pub block_bytes: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        let now = chrono::Utc::now().timestamp_micros();
+        IngestOptions {
+            format: None,
+            time: TimeContext::default(),
+            max_event_time: now + 86_400_000_000,
+            min_event_time: -3_786_825_600_000_000, // 1850-01-01
+            shards: 16,
+            buffer_events: 1_000_000,
+            block_bytes: 8 << 20,
+        }
+    }
+}
+
+impl IngestOptions {
+    /// Hash of the settings that change what ends up in the lake.
+    pub fn config_hash(&self) -> String {
+        let s = format!(
+            "tz={};min={};shards={};units={};vocab={}",
+            self.time.zone,
+            self.min_event_time,
+            self.shards,
+            crate::schema::fnv1a(include_bytes!("../../schemas/measurements.toml")),
+            crate::schema::fnv1a(include_bytes!("../../schemas/vocabularies.toml")),
+        );
+        hex::encode(&Sha256::digest(s.as_bytes())[..8])
+    }
+}
+
+/// What happened to one input file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileReport {
+    pub path: String,
+    pub format: String,
+    pub table: String,
+    /// `read` or `already_ingested`.
+    pub status: String,
+    pub tally: Tally,
+    pub duplicates: u64,
+}
+
+/// The run's report, also written to `reports/<run_id>.json` in the lake.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IngestReport {
+    pub run_id: String,
+    pub files: Vec<FileReport>,
+    pub ignored: Vec<(String, String)>,
+    pub totals: Tally,
+    pub duplicates: u64,
+    pub events_written: u64,
+    pub quarantined: u64,
+    pub reject_rate: f64,
+    pub subjects_added: u64,
+    pub committed: bool,
+}
+
+pub struct IngestOutcome {
+    pub report: IngestReport,
+}
+
+/// Routes events to shard buffers, spilling to Arrow IPC files when the buffer is full.
+struct Router {
+    shards: usize,
+    buf: Vec<Vec<Event>>,
+    buffered: usize,
+    limit: usize,
+    spills: Vec<Vec<PathBuf>>,
+    scratch: PathBuf,
+    nspill: usize,
+}
+
+impl Router {
+    fn new(shards: usize, limit: usize, scratch: PathBuf) -> Router {
+        Router { shards, buf: vec![Vec::new(); shards], buffered: 0, limit, spills: vec![Vec::new(); shards], scratch, nspill: 0 }
+    }
+
+    fn push(&mut self, events: Vec<Event>) -> Result<(), IngestError> {
+        self.buffered += events.len();
+        for e in events {
+            let s = shard_of(e.subject_id, self.shards);
+            self.buf[s].push(e);
+        }
+        if self.buffered > self.limit {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> Result<(), IngestError> {
+        let scratch = self.scratch.clone();
+        let n = self.nspill;
+        let written: Vec<Result<(usize, PathBuf), IngestError>> = self
+            .buf
+            .par_iter_mut()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(i, b)| {
+                let p = scratch.join(format!("spill-{i:04}-{n:05}.arrow"));
+                let f = std::fs::File::create(&p).map_err(|err| IngestError::Io { path: p.clone(), err })?;
+                let mut w = arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(f), &event_schema())
+                    .map_err(|e| IngestError::Parquet { path: p.clone(), err: e.to_string() })?;
+                for c in b.chunks(64 * 1024) {
+                    w.write(&to_batch(c)).map_err(|e| IngestError::Parquet { path: p.clone(), err: e.to_string() })?;
+                }
+                w.finish().map_err(|e| IngestError::Parquet { path: p.clone(), err: e.to_string() })?;
+                b.clear();
+                b.shrink_to_fit();
+                Ok((i, p))
+            })
+            .collect();
+        for r in written {
+            let (i, p) = r?;
+            self.spills[i].push(p);
+        }
+        self.nspill += 1;
+        self.buffered = 0;
+        Ok(())
+    }
+
+    fn touched(&self) -> Vec<usize> {
+        (0..self.shards).filter(|&i| !self.buf[i].is_empty() || !self.spills[i].is_empty()).collect()
+    }
+
+    fn take(&mut self, i: usize) -> Result<Vec<Event>, IngestError> {
+        let mut out = std::mem::take(&mut self.buf[i]);
+        for p in std::mem::take(&mut self.spills[i]) {
+            let f = std::fs::File::open(&p).map_err(|err| IngestError::Io { path: p.clone(), err })?;
+            let r = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(f), None)
+                .map_err(|e| IngestError::Parquet { path: p.clone(), err: e.to_string() })?;
+            for b in r {
+                let b = b.map_err(|e| IngestError::Parquet { path: p.clone(), err: e.to_string() })?;
+                out.extend(from_batch(&b).map_err(|e| IngestError::Parquet { path: p.clone(), err: e.to_string() })?);
+            }
+            let _ = std::fs::remove_file(&p);
+        }
+        Ok(out)
+    }
+}
+
+/// Accumulates everything a run produces besides events.
+#[derive(Default)]
+struct Collected {
+    quarantine: Vec<Quarantined>,
+    identities: Vec<Identity>,
+    descriptions: BTreeMap<String, String>,
+}
+
+impl Collected {
+    fn absorb(&mut self, c: &mut Chunk, known: &mut HashSet<i64>) {
+        self.quarantine.append(&mut c.quarantine);
+        for id in c.identities.drain(..) {
+            known.insert(id.subject_id);
+            self.identities.push(id);
+        }
+        for (code, d) in c.descriptions.drain(..) {
+            match self.descriptions.get(&code) {
+                Some(old) if *old <= d => {}
+                _ => {
+                    self.descriptions.insert(code, d);
+                }
+            }
+        }
+    }
+}
+
+fn file_id(sha: &str) -> String {
+    sha[..12].to_string()
+}
+
+/// Run one ingest into `lake_dir`.
+pub fn run(
+    lake_dir: &Path,
+    paths: &[PathBuf],
+    opts: &IngestOptions,
+    reporter: &dyn Reporter,
+) -> Result<IngestOutcome, IngestError> {
+    let mut lake = Lake::open_or_new(lake_dir, opts.shards)?;
+    let is_new_lake = lake.manifest.inputs.is_empty() && !lake_dir.join("manifest.json").exists();
+    let shards = lake.manifest.shards;
+    let plan = plan(paths, opts.format)?;
+
+    // Hash inputs; decide what is new.
+    reporter.stage("hashing inputs");
+    let mut hashed: Vec<(InputSet, Vec<(String, u64)>)> = Vec::new();
+    for set in plan.sets {
+        let hashes = set
+            .files
+            .par_iter()
+            .map(|f| sha256_file(&f.path))
+            .collect::<Result<Vec<_>, _>>()?;
+        hashed.push((set, hashes));
+    }
+    let mut new_hashes: Vec<String> = hashed
+        .iter()
+        .flat_map(|(_, h)| h.iter().map(|x| x.0.clone()))
+        .filter(|h| !lake.manifest.has_hash(h))
+        .collect();
+    new_hashes.sort();
+    new_hashes.dedup();
+    let run_id = {
+        let mut h = Sha256::new();
+        h.update(opts.config_hash().as_bytes());
+        for x in &new_hashes {
+            h.update(x.as_bytes());
+        }
+        h.update(lake.manifest.runs.len().to_le_bytes());
+        hex::encode(&h.finalize()[..8])
+    };
+
+    let existing_ids = write::read_subject_map(&lake.root.join("metadata/subject_map.parquet"))?;
+    let mut known: HashSet<i64> = existing_ids.iter().map(|i| i.subject_id).collect();
+    let known_before = known.len();
+
+    let mut txn = Transaction::begin(lake_dir)?;
+    let mut router = Router::new(shards, opts.buffer_events, txn.scratch()?);
+    let mut collected = Collected::default();
+    let mut file_reports: Vec<FileReport> = Vec::new();
+    let mut records: Vec<InputRecord> = Vec::new();
+    let mut seen_this_run: HashSet<String> = HashSet::new();
+
+    for (set, hashes) in &hashed {
+        let lookups = SetLookups::load(set, opts)?;
+        for (f, (sha, bytes)) in set.files.iter().zip(hashes) {
+            let label = f.path.display().to_string();
+            if lake.manifest.has_hash(sha) || !seen_this_run.insert(sha.clone()) {
+                file_reports.push(FileReport {
+                    path: label,
+                    format: f.format.to_string(),
+                    table: f.table.clone(),
+                    status: "already_ingested".into(),
+                    tally: Tally::default(),
+                    duplicates: 0,
+                });
+                continue;
+            }
+            let fid = file_id(sha);
+            reporter.file_started(&f.path, *bytes);
+            let mut tally = Tally::default();
+            {
+                let snapshot = known.clone();
+                let mut sink = |mut c: Chunk| -> Result<(), IngestError> {
+                    collected.absorb(&mut c, &mut known);
+                    tally.add(&c.tally);
+                    router.push(std::mem::take(&mut c.events))
+                };
+                read_file(f, set, &lookups, opts, &snapshot, &fid, &label, reporter, &mut sink)?;
+            }
+            reporter.file_done();
+            debug_assert!(tally.balanced());
+            file_reports.push(FileReport {
+                path: label.clone(),
+                format: f.format.to_string(),
+                table: f.table.clone(),
+                status: "read".into(),
+                tally: tally.clone(),
+                duplicates: 0,
+            });
+            records.push(InputRecord {
+                path: label,
+                sha256: sha.clone(),
+                bytes: *bytes,
+                format: f.format.to_string(),
+                table: f.table.clone(),
+                file_id: fid,
+                run_id: run_id.clone(),
+                tally,
+                duplicates: 0,
+            });
+        }
+    }
+
+    // Merge, sort, dedupe, write each touched shard.
+    reporter.stage("writing shards");
+    let new_ids: HashSet<String> = records.iter().map(|r| r.file_id.clone()).collect();
+    let mut dup_by_file: HashMap<String, u64> = HashMap::new();
+    let mut events_written = 0u64;
+    let mut codes = write::read_codes(&lake.root.join("metadata/codes.parquet"))?;
+    for i in router.touched() {
+        let mut events = lake.read_shard(i)?;
+        let existing = events.len();
+        events.extend(router.take(i)?);
+        let removed = merge_dedupe(&mut events, &new_ids);
+        for (fid, n) in removed {
+            *dup_by_file.entry(fid).or_default() += n;
+        }
+        events_written += (events.len() - existing) as u64;
+        for e in &events {
+            if !codes.contains_key(&e.code) {
+                codes.insert(e.code.clone(), None);
+            }
+        }
+        let p = txn.path(&Lake::shard_rel(i))?;
+        write::write_events(&p, &events)?;
+    }
+    for (code, desc) in codes.iter_mut() {
+        if desc.is_none()
+            && let Some(d) = collected.descriptions.get(code)
+        {
+            *desc = Some(d.clone());
+        }
+    }
+
+    for r in records.iter_mut() {
+        r.duplicates = dup_by_file.get(&r.file_id).copied().unwrap_or(0);
+    }
+    for fr in file_reports.iter_mut() {
+        if let Some(r) = records.iter().find(|r| r.path == fr.path && fr.status == "read") {
+            fr.duplicates = r.duplicates;
+        }
+    }
+
+    let mut totals = Tally::default();
+    for r in &records {
+        totals.add(&r.tally);
+    }
+    let duplicates: u64 = records.iter().map(|r| r.duplicates).sum();
+    let quarantined = collected.quarantine.len() as u64;
+    let reject_rate = if totals.rows_read == 0 { 0.0 } else { totals.rows_rejected as f64 / totals.rows_read as f64 };
+    let mut report = IngestReport {
+        run_id: run_id.clone(),
+        files: file_reports,
+        ignored: plan.ignored.iter().map(|(p, r)| (p.display().to_string(), r.clone())).collect(),
+        totals: totals.clone(),
+        duplicates,
+        events_written,
+        quarantined,
+        reject_rate,
+        subjects_added: (known.len() - known_before) as u64,
+        committed: false,
+    };
+
+    if records.is_empty() && !is_new_lake {
+        // Nothing new: the lake stays byte-for-byte as it was.
+        drop(txn);
+        crate::lake::commit::recover(lake_dir)?;
+        return Ok(IngestOutcome { report });
+    }
+
+    reporter.stage("writing metadata");
+    // Identity map and splits.
+    let mut ids = existing_ids;
+    ids.append(&mut collected.identities);
+    ids.sort();
+    ids.dedup();
+    let splits: BTreeMap<i64, &'static str> = ids.iter().map(|i| (i.subject_id, split_of(i.subject_id))).collect();
+    write::write_subject_map(&txn.path("metadata/subject_map.parquet")?, &ids)?;
+    write::write_splits(&txn.path("metadata/subject_splits.parquet")?, &splits)?;
+    write::write_codes(&txn.path("metadata/codes.parquet")?, &codes)?;
+    let dataset = serde_json::json!({
+        "dataset_name": "ehr-risk-lake",
+        "dataset_version": run_id,
+        "etl_name": "ehr-risk",
+        "etl_version": env!("CARGO_PKG_VERSION"),
+        "meds_version": "0.4.0",
+        "raw_source_id_columns": ["visit_id", "provenance"],
+        "code_modifier_columns": ["unit"],
+        "other_extension_columns": ["end_time", "source_code", "source"],
+    });
+    txn.put("metadata/dataset.json", serde_json::to_string_pretty(&dataset).expect("json").as_bytes())?;
+    let quarantine_file = if collected.quarantine.is_empty() {
+        None
+    } else {
+        let rel = format!("quarantine/{run_id}.parquet");
+        collected.quarantine.sort_by(|a, b| (&a.file, a.row, &a.field).cmp(&(&b.file, b.row, &b.field)));
+        write::write_quarantine(&txn.path(&rel)?, &collected.quarantine)?;
+        Some(rel)
+    };
+    report.committed = true;
+    txn.put(&format!("reports/{run_id}.json"), serde_json::to_string_pretty(&report).expect("json").as_bytes())?;
+    lake.manifest.runs.push(RunRecord {
+        run_id: run_id.clone(),
+        engine_version: env!("CARGO_PKG_VERSION").into(),
+        config_hash: opts.config_hash(),
+        files_read: records.len(),
+        files_already_ingested: report.files.iter().filter(|f| f.status == "already_ingested").count(),
+        rows_read: totals.rows_read,
+        rows_rejected: totals.rows_rejected,
+        events_produced: totals.events,
+        duplicates,
+        events_written,
+        quarantine_file,
+    });
+    lake.manifest.inputs.extend(records);
+    txn.put("manifest.json", serde_json::to_string_pretty(&lake.manifest).expect("json").as_bytes())?;
+    reporter.stage("committing");
+    txn.commit()?;
+    Ok(IngestOutcome { report })
+}
+
+/// Sort into lake order and drop exact duplicates, keeping an event already in the lake over a
+/// new one. Returns how many new events each input file lost as duplicates.
+pub fn merge_dedupe(events: &mut Vec<Event>, new_ids: &HashSet<String>) -> HashMap<String, u64> {
+    events.par_sort_unstable_by(|a, b| a.lake_cmp(b));
+    let fid = |e: &Event| e.provenance.split(':').next().unwrap_or("").to_string();
+    let mut removed: HashMap<String, u64> = HashMap::new();
+    let mut out: Vec<Event> = Vec::with_capacity(events.len());
+    let all = std::mem::take(events);
+    let mut all = all.into_iter().peekable();
+    let mut group: Vec<Event> = Vec::new();
+    while let Some(e) = all.next() {
+        group.push(e);
+        while let Some(n) = all.peek() {
+            if n.same_fact(&group[0]) {
+                group.push(all.next().expect("peeked"));
+            } else {
+                break;
+            }
+        }
+        let keep = group.iter().position(|e| !new_ids.contains(&fid(e))).unwrap_or(0);
+        for (k, e) in group.drain(..).enumerate() {
+            if k == keep {
+                out.push(e);
+            } else {
+                *removed.entry(fid(&e)).or_default() += 1;
+            }
+        }
+    }
+    *events = out;
+    removed
+}
+
+/// Lookup tables an export's tables need, loaded even when the table itself is already ingested.
+#[derive(Default)]
+struct SetLookups {
+    omop: Option<omop::OmopContext>,
+    mimic: Option<mimic::MimicContext>,
+    descriptions: Vec<(String, String)>,
+}
+
+impl SetLookups {
+    fn load(set: &InputSet, opts: &IngestOptions) -> Result<SetLookups, IngestError> {
+        let mut l = SetLookups::default();
+        match set.format {
+            Format::Omop => {
+                let mut concepts = HashMap::new();
+                let dir = &set.root;
+                let concept = std::fs::read_dir(dir)
+                    .map_err(|err| IngestError::Io { path: dir.clone(), err })?
+                    .flatten()
+                    .map(|e| e.path())
+                    .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().eq_ignore_ascii_case("concept.csv")));
+                if let Some(cp) = concept {
+                    for r in load_lookup(&cp, &["concept_id", "vocabulary_id", "concept_code", "concept_name"])? {
+                        if let (Some(id), Some(v), Some(c)) = (&r[0], &r[1], &r[2])
+                            && let Ok(id) = omop::parse_id("concept_id", id)
+                        {
+                            concepts.insert(
+                                id,
+                                omop::Concept { vocabulary: v.clone(), code: c.clone(), name: r[3].clone().unwrap_or_default() },
+                            );
+                        }
+                    }
+                }
+                let export = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let mut persons = HashMap::new();
+                if let Some(pf) = set.files.iter().find(|f| f.people) {
+                    let h = tabular::read_header(&pf.path)?;
+                    let cols: Vec<&str> = if h.has("person_source_value") { vec!["person_id", "person_source_value"] } else { vec!["person_id"] };
+                    for r in load_lookup(&pf.path, &cols)? {
+                        if let Some(Ok(pid)) = r[0].as_deref().map(|v| omop::parse_id("person_id", v)) {
+                            let sv = r.get(1).and_then(|x| x.as_deref());
+                            persons.insert(pid, omop::OmopContext::identity_for(&export, pid, sv));
+                        }
+                    }
+                }
+                l.omop = Some(omop::OmopContext { concepts, persons, export });
+            }
+            Format::Mimic => {
+                let mut m = mimic::MimicContext::default();
+                let ctx_known = HashSet::new();
+                let ctx = Ctx {
+                    time: opts.time,
+                    max_event_time: i64::MAX,
+                    min_event_time: opts.min_event_time,
+                    known: &ctx_known,
+                    file_id: "",
+                    file: "",
+                };
+                if let Some(af) = set.files.iter().find(|f| f.table == "admissions") {
+                    for r in load_lookup(&af.path, &["hadm_id", "admittime", "dischtime"])? {
+                        if let (Some(h), Some(a), Some(d)) = (&r[0], &r[1], &r[2])
+                            && let (Ok(a), Ok(d)) = (ctx.time("admittime", a, true), ctx.time("dischtime", d, true))
+                        {
+                            m.admissions.insert(h.clone(), (a, d));
+                        }
+                    }
+                }
+                let base = if set.root.join("hosp").is_dir() { set.root.join("hosp") } else { set.root.clone() };
+                for (name, cols) in [("d_icd_diagnoses", ["icd_code", "icd_version", "long_title"]), ("d_labitems", ["itemid", "label", "fluid"])] {
+                    let p = base.join(format!("{name}.csv.gz"));
+                    let p = if p.exists() { p } else { base.join(format!("{name}.csv")) };
+                    if !p.exists() {
+                        continue;
+                    }
+                    for r in load_lookup(&p, &cols)? {
+                        if name == "d_icd_diagnoses" {
+                            if let (Some(c), Some(v), Some(t)) = (&r[0], &r[1], &r[2]) {
+                                let vocab = if v == "9" { "ICD9CM" } else { "ICD10CM" };
+                                if let Ok(code) = crate::schema::codes::normalize(vocab, c) {
+                                    l.descriptions.push((code, t.clone()));
+                                }
+                            }
+                        } else if let (Some(i), Some(label)) = (&r[0], &r[1]) {
+                            let d = format!("{label} ({})", r[2].as_deref().unwrap_or("?"));
+                            m.labitems.insert(i.clone(), d.clone());
+                            l.descriptions.push((format!("MIMIC_LAB//{i}"), d));
+                        }
+                    }
+                }
+                l.mimic = Some(m);
+            }
+            _ => {}
+        }
+        Ok(l)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_file(
+    f: &InputFile,
+    set: &InputSet,
+    lookups: &SetLookups,
+    opts: &IngestOptions,
+    known: &HashSet<i64>,
+    fid: &str,
+    label: &str,
+    reporter: &dyn Reporter,
+    sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    let ctx = Ctx {
+        time: opts.time,
+        max_event_time: opts.max_event_time,
+        min_event_time: opts.min_event_time,
+        known,
+        file_id: fid,
+        file: label,
+    };
+    match f.format {
+        Format::Fhir => read_fhir(&f.path, &ctx, opts, reporter, sink),
+        Format::Meds => {
+            let name = meds::dataset_name(&set.root);
+            meds::read_shard(&f.path, &name, &ctx, sink)
+        }
+        Format::Synthea => {
+            let req = synthea::TABLES.iter().find(|t| t.0 == f.table).map(|t| t.1).unwrap_or(&[]);
+            tabular::stream(&f.path, label, req, |row, c| synthea::convert(&f.table, &ctx, row, c), sink)
+        }
+        Format::Omop => {
+            let o = lookups.omop.as_ref().expect("loaded for omop sets");
+            let req = omop::required(&f.table);
+            if f.people {
+                tabular::stream(&f.path, label, &req, |row, c| omop::person(o, &ctx, row, c), sink)
+            } else {
+                tabular::stream(&f.path, label, &req, |row, c| omop::convert(o, &f.table, &ctx, row, c), sink)
+            }
+        }
+        Format::Mimic => {
+            let m = lookups.mimic.as_ref().expect("loaded for mimic sets");
+            let req = mimic::TABLES.iter().find(|t| t.0 == f.table).map(|t| t.1).unwrap_or(&[]);
+            if f.people && !lookups.descriptions.is_empty() {
+                let c = Chunk { descriptions: lookups.descriptions.clone(), ..Default::default() };
+                sink(c)?;
+            }
+            tabular::stream(&f.path, label, req, |row, c| mimic::convert(m, &f.table, &ctx, row, c), sink)
+        }
+    }
+}
+
+fn read_fhir(
+    path: &Path,
+    ctx: &Ctx,
+    opts: &IngestOptions,
+    reporter: &dyn Reporter,
+    sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let lines = name.ends_with(".ndjson") || name.ends_with(".ndjson.gz") || name.ends_with(".jsonl");
+    if !lines {
+        use std::io::Read;
+        let mut text = String::new();
+        let mut r = super::io::open(path)?;
+        if let Err(e) = r.read_to_string(&mut text) {
+            let mut c = Chunk::default();
+            c.reject(ctx.file, 1, &text, super::Reject::new("*", "truncated_gzip", "", format!("a complete file ({e})")));
+            return sink(c);
+        }
+        reporter.progress(text.len() as u64);
+        return sink(fhir::read_document(&text, ctx));
+    }
+    let parts = rayon::current_num_threads() * 4;
+    let mut blocks = LineBlocks::new(super::io::open(path)?, opts.block_bytes);
+    while let Some(block) = blocks.next_block() {
+        let pieces = split_lines(&block, parts);
+        let chunks: Vec<Chunk> = pieces.par_iter().map(|(line, data)| fhir::read_lines(data, *line, ctx)).collect();
+        let mut merged = Chunk::default();
+        for c in chunks {
+            merged.merge(c);
+        }
+        reporter.progress(block.data.len() as u64);
+        sink(merged)?;
+    }
+    if let Some(t) = blocks.truncation.take() {
+        let mut c = Chunk::default();
+        c.reject(
+            ctx.file,
+            t.line,
+            &t.partial,
+            super::Reject::new("*", "truncated_gzip", "", format!("a complete gzip stream; it broke off at this line ({})", t.error)),
+        );
+        sink(c)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,880 @@
+//! FHIR R4 reader: Bulk Data NDJSON (one resource per line, plain or gzip) and Bundles
+//! (collection, transaction, searchset, document; nested bundles flattened). Patient, Encounter,
+//! Condition, Observation (valueQuantity, valueCodeableConcept, valueString, components such as
+//! systolic/diastolic BP), MedicationRequest, MedicationStatement and Procedure become events;
+//! deaths come from Patient.deceased*. Other resource types are counted as skipped, by type.
+//! Rows are lines (NDJSON) or entries (Bundle, 1-based in document order).
+
+use super::{Chunk, Ctx, Identity, Reject, measurement};
+use crate::schema::Event;
+use crate::schema::codes::{encounter_code, fhir_vocab, gender_code, normalize, preference_rank};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+/// The identity system shared by FHIR `Patient.id` and Synthea CSV `Id`: Synthea writes the
+/// same UUID in both, so the same person links across the two exports.
+pub const PATIENT_ID_SYSTEM: &str = "patient-id";
+
+#[derive(Deserialize, Default)]
+struct Coding<'a> {
+    #[serde(borrow)]
+    system: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    display: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+struct CodeableConcept<'a> {
+    #[serde(borrow, default)]
+    coding: Vec<Coding<'a>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Reference<'a> {
+    #[serde(borrow)]
+    reference: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Period<'a> {
+    #[serde(borrow)]
+    start: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    end: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Quantity<'a> {
+    value: Option<f64>,
+    #[serde(borrow)]
+    unit: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    system: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    comparator: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Extension<'a> {
+    #[serde(borrow)]
+    url: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    extension: Vec<Extension<'a>>,
+    #[serde(borrow, rename = "valueCoding")]
+    value_coding: Option<Coding<'a>>,
+    #[serde(borrow, rename = "valueString")]
+    value_string: Option<Cow<'a, str>>,
+}
+
+/// Observation value[x], a view shared by the resource and its components.
+struct Value<'r, 'a> {
+    quantity: Option<&'r Quantity<'a>>,
+    concept: Option<&'r CodeableConcept<'a>>,
+    string: Option<&'r str>,
+    integer: Option<i64>,
+    boolean: Option<bool>,
+    date_time: Option<&'r str>,
+    range: bool,
+    ratio: bool,
+    sampled: bool,
+    time: bool,
+    period: bool,
+}
+
+macro_rules! value_view {
+    ($r:expr) => {
+        Value {
+            quantity: $r.value_quantity.as_ref(),
+            concept: $r.value_concept.as_ref(),
+            string: $r.value_string.as_deref(),
+            integer: $r.value_integer,
+            boolean: $r.value_boolean,
+            date_time: $r.value_date_time.as_deref(),
+            range: $r.value_range.is_some(),
+            ratio: $r.value_ratio.is_some(),
+            sampled: $r.value_sampled.is_some(),
+            time: $r.value_time.is_some(),
+            period: $r.value_period.is_some(),
+        }
+    };
+}
+
+#[derive(Deserialize)]
+struct Component<'a> {
+    #[serde(borrow)]
+    code: Option<CodeableConcept<'a>>,
+    #[serde(borrow, rename = "valueQuantity")]
+    value_quantity: Option<Quantity<'a>>,
+    #[serde(borrow, rename = "valueCodeableConcept")]
+    value_concept: Option<CodeableConcept<'a>>,
+    #[serde(borrow, rename = "valueString")]
+    value_string: Option<Cow<'a, str>>,
+    #[serde(rename = "valueInteger")]
+    value_integer: Option<i64>,
+    #[serde(rename = "valueBoolean")]
+    value_boolean: Option<bool>,
+    #[serde(borrow, rename = "valueDateTime")]
+    value_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "valueRange")]
+    value_range: Option<&'a RawValue>,
+    #[serde(borrow, rename = "valueRatio")]
+    value_ratio: Option<&'a RawValue>,
+    #[serde(borrow, rename = "valueSampledData")]
+    value_sampled: Option<&'a RawValue>,
+    #[serde(borrow, rename = "valueTime")]
+    value_time: Option<&'a RawValue>,
+    #[serde(borrow, rename = "valuePeriod")]
+    value_period: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Entry<'a> {
+    #[serde(borrow, rename = "fullUrl")]
+    full_url: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    resource: Option<&'a RawValue>,
+}
+
+/// The fields of every resource type we read, flattened; absent ones are `None`.
+#[derive(Deserialize)]
+struct Resource<'a> {
+    #[serde(borrow, rename = "resourceType")]
+    resource_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    // Patient
+    #[serde(borrow, rename = "birthDate")]
+    birth_date: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    gender: Option<Cow<'a, str>>,
+    #[serde(rename = "deceasedBoolean")]
+    deceased_boolean: Option<bool>,
+    #[serde(borrow, rename = "deceasedDateTime")]
+    deceased_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    extension: Vec<Extension<'a>>,
+    // references
+    #[serde(borrow)]
+    subject: Option<Reference<'a>>,
+    #[serde(borrow)]
+    patient: Option<Reference<'a>>,
+    #[serde(borrow)]
+    encounter: Option<Reference<'a>>,
+    #[serde(borrow)]
+    context: Option<Reference<'a>>,
+    // codes
+    #[serde(borrow)]
+    code: Option<CodeableConcept<'a>>,
+    #[serde(borrow, rename = "medicationCodeableConcept")]
+    medication_concept: Option<CodeableConcept<'a>>,
+    #[serde(borrow, rename = "medicationReference")]
+    medication_reference: Option<Reference<'a>>,
+    #[serde(borrow, rename = "verificationStatus")]
+    verification_status: Option<CodeableConcept<'a>>,
+    #[serde(borrow, rename = "class")]
+    class: Option<&'a RawValue>,
+    // times
+    #[serde(borrow, rename = "effectiveDateTime")]
+    effective_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "effectiveInstant")]
+    effective_instant: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "effectivePeriod")]
+    effective_period: Option<Period<'a>>,
+    #[serde(borrow)]
+    issued: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "onsetDateTime")]
+    onset_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "onsetPeriod")]
+    onset_period: Option<Period<'a>>,
+    #[serde(borrow, rename = "recordedDate")]
+    recorded_date: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "abatementDateTime")]
+    abatement_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "authoredOn")]
+    authored_on: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "dateAsserted")]
+    date_asserted: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "performedDateTime")]
+    performed_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "performedPeriod")]
+    performed_period: Option<Period<'a>>,
+    #[serde(borrow)]
+    period: Option<Period<'a>>,
+    // Observation
+    #[serde(borrow, rename = "valueQuantity")]
+    value_quantity: Option<Quantity<'a>>,
+    #[serde(borrow, rename = "valueCodeableConcept")]
+    value_concept: Option<CodeableConcept<'a>>,
+    #[serde(borrow, rename = "valueString")]
+    value_string: Option<Cow<'a, str>>,
+    #[serde(rename = "valueInteger")]
+    value_integer: Option<i64>,
+    #[serde(rename = "valueBoolean")]
+    value_boolean: Option<bool>,
+    #[serde(borrow, rename = "valueDateTime")]
+    value_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "valueRange")]
+    value_range: Option<&'a RawValue>,
+    #[serde(borrow, rename = "valueRatio")]
+    value_ratio: Option<&'a RawValue>,
+    #[serde(borrow, rename = "valueSampledData")]
+    value_sampled: Option<&'a RawValue>,
+    #[serde(borrow, rename = "valueTime")]
+    value_time: Option<&'a RawValue>,
+    #[serde(borrow, rename = "valuePeriod")]
+    value_period: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    component: Vec<Component<'a>>,
+    // Bundle
+    #[serde(borrow, default)]
+    entry: Vec<Entry<'a>>,
+    #[serde(borrow, default)]
+    contained: Vec<&'a RawValue>,
+}
+
+const USED: [&str; 8] = [
+    "Patient",
+    "Encounter",
+    "Condition",
+    "Observation",
+    "MedicationRequest",
+    "MedicationStatement",
+    "Procedure",
+    "Medication",
+];
+
+/// Resolves references inside one document (bundle fullUrls, Medication resources).
+#[derive(Default)]
+struct Scope {
+    /// fullUrl -> Patient.id
+    patient_urls: HashMap<String, String>,
+    /// "Medication/<id>" or fullUrl or "#id" -> code
+    medications: HashMap<String, (String, Option<String>, Option<String>)>,
+    /// Patients registered in this document (bundles carry their own patients).
+    local_known: HashSet<i64>,
+}
+
+/// Pick the preferred coding of a CodeableConcept: (`code`, `source_code`, description).
+fn pick_code(cc: &CodeableConcept) -> Result<(String, Option<String>, Option<String>), Reject> {
+    let mut known: Vec<(usize, String, Option<String>)> = Vec::new();
+    let mut first_unknown: Option<(String, Option<String>)> = None;
+    for c in &cc.coding {
+        let (Some(sys), Some(code)) = (c.system.as_deref(), c.code.as_deref()) else {
+            continue;
+        };
+        match fhir_vocab(sys) {
+            Some(v) => {
+                let norm = normalize(v, code)
+                    .map_err(|e| Reject::new("code", "bad_code", code, e.to_string()))?;
+                known.push((preference_rank(v), norm, c.display.as_deref().map(String::from)));
+            }
+            None => {
+                if first_unknown.is_none() {
+                    first_unknown = Some((
+                        format!("{}//{}", sys.trim_end_matches('/'), code.trim()),
+                        c.display.as_deref().map(String::from),
+                    ));
+                }
+            }
+        }
+    }
+    known.sort_by_key(|k| k.0);
+    let mut it = known.into_iter();
+    if let Some((_, code, desc)) = it.next() {
+        let alt = it.next().map(|k| k.1).or_else(|| first_unknown.map(|u| u.0));
+        let desc = desc.or_else(|| cc.text.as_deref().map(String::from));
+        return Ok((code, alt, desc));
+    }
+    if let Some((code, desc)) = first_unknown {
+        return Ok((code, None, desc.or_else(|| cc.text.as_deref().map(String::from))));
+    }
+    Err(Reject::new(
+        "code",
+        "missing_field",
+        cc.text.as_deref().unwrap_or(""),
+        "a coding with a system and a code",
+    ))
+}
+
+fn reference_id(r: &str, scope: &Scope) -> Option<(String, bool)> {
+    if let Some(pid) = scope.patient_urls.get(r) {
+        return Some((pid.clone(), true));
+    }
+    if let Some(u) = r.strip_prefix("urn:uuid:") {
+        return Some((u.to_string(), true));
+    }
+    let mut parts = r.rsplitn(3, '/');
+    let id = parts.next()?;
+    let ty = parts.next()?;
+    Some((id.to_string(), ty == "Patient"))
+}
+
+struct Row<'s, 'c> {
+    ctx: &'s Ctx<'c>,
+    scope: &'s Scope,
+    row: u64,
+}
+
+impl Row<'_, '_> {
+    fn subject(&self, res: &Resource) -> Result<i64, Reject> {
+        let r = res
+            .subject
+            .as_ref()
+            .or(res.patient.as_ref())
+            .and_then(|r| r.reference.as_deref())
+            .ok_or_else(|| Reject::missing("subject.reference"))?;
+        match reference_id(r, self.scope) {
+            Some((id, true)) => {
+                let ident = Identity::new(PATIENT_ID_SYSTEM, &id);
+                if self.scope.local_known.contains(&ident.subject_id) {
+                    Ok(ident.subject_id)
+                } else {
+                    self.ctx.require_known("subject.reference", &ident).map_err(|mut e| {
+                        e.value = r.to_string();
+                        e
+                    })
+                }
+            }
+            _ => Err(Reject::new(
+                "subject.reference",
+                "unknown_patient",
+                r,
+                "a reference to a Patient (Patient/<id> or a bundle fullUrl)",
+            )),
+        }
+    }
+
+    fn base(&self, subject_id: i64, source: &str) -> Event {
+        Event {
+            subject_id,
+            source: format!("fhir:{source}"),
+            provenance: self.ctx.provenance(self.row),
+            ..Default::default()
+        }
+    }
+
+    fn time(&self, field: &str, v: &str) -> Result<i64, Reject> {
+        self.ctx.time(field, v, false)
+    }
+
+    fn visit(&self, res: &Resource) -> Option<String> {
+        res.encounter
+            .as_ref()
+            .or(res.context.as_ref())
+            .and_then(|r| r.reference.as_deref())
+            .map(|r| r.rsplit(['/', ':']).next().unwrap_or(r).to_string())
+    }
+}
+
+fn status_skip(rt: &str, status: Option<&str>) -> Option<String> {
+    match status {
+        Some(s @ ("entered-in-error" | "cancelled" | "refuted")) => Some(format!("{rt} status {s}")),
+        _ => None,
+    }
+}
+
+/// What to do with one resource.
+enum Outcome {
+    Events(Vec<Event>),
+    Skip(String),
+}
+
+fn patient(res: &Resource, row: &Row, c: &mut Chunk, raw: &str) -> Result<(Identity, Vec<Event>), Reject> {
+    let id = res.id.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| Reject::missing("id"))?;
+    let ident = Identity::new(PATIENT_ID_SYSTEM, id);
+    let mut out = Vec::new();
+    let birth = match res.birth_date.as_deref() {
+        Some(b) => Some(row.time("birthDate", b)?),
+        None => None,
+    };
+    let death = match res.deceased_date_time.as_deref() {
+        Some(d) => Some(row.time("deceasedDateTime", d)?),
+        None => None,
+    };
+    if let (Some(b), Some(d)) = (birth, death)
+        && d < b
+    {
+        return Err(Reject::new(
+            "deceasedDateTime",
+            "birth_after_death",
+            res.deceased_date_time.as_deref().unwrap_or(""),
+            "a death on or after the birth date",
+        ));
+    }
+    if let Some(b) = birth {
+        let mut e = row.base(ident.subject_id, "Patient");
+        e.time = Some(b);
+        e.code = "MEDS_BIRTH".into();
+        out.push(e);
+    }
+    if let Some(d) = death {
+        let mut e = row.base(ident.subject_id, "Patient");
+        e.time = Some(d);
+        e.code = "MEDS_DEATH".into();
+        out.push(e);
+    } else if res.deceased_boolean == Some(true) {
+        c.reject_field(
+            row.ctx.file,
+            row.row,
+            raw,
+            Reject::new(
+                "deceasedBoolean",
+                "missing_death_date",
+                "true",
+                "deceasedDateTime: a death without a date cannot be placed in time",
+            ),
+        );
+    }
+    if let Some(g) = res.gender.as_deref() {
+        let mut e = row.base(ident.subject_id, "Patient");
+        e.code = gender_code(g);
+        out.push(e);
+    }
+    for ext in &res.extension {
+        let url = ext.url.as_deref().unwrap_or("");
+        let kind = if url.ends_with("us-core-race") {
+            "RACE"
+        } else if url.ends_with("us-core-ethnicity") {
+            "ETHNICITY"
+        } else {
+            continue;
+        };
+        let text = ext
+            .extension
+            .iter()
+            .find(|e| e.url.as_deref() == Some("text"))
+            .and_then(|e| e.value_string.as_deref())
+            .or_else(|| {
+                ext.extension
+                    .iter()
+                    .find_map(|e| e.value_coding.as_ref().and_then(|c| c.display.as_deref()))
+            });
+        if let Some(t) = text {
+            let mut e = row.base(ident.subject_id, "Patient");
+            e.code = format!("{kind}//{}", t.trim().to_ascii_lowercase());
+            out.push(e);
+        }
+    }
+    Ok((ident, out))
+}
+
+fn observation_value(
+    e: Event,
+    field: &str,
+    v: &Value,
+) -> Result<Option<Event>, Reject> {
+    let mut e = e;
+    if let Some(q) = v.quantity {
+        let Some(x) = q.value else {
+            return Err(Reject::missing(&format!("{field}Quantity.value")));
+        };
+        let ucum = q.system.as_deref().is_some_and(|s| s.contains("unitsofmeasure"));
+        let unit = if ucum { q.code.as_deref().or(q.unit.as_deref()) } else { q.unit.as_deref().or(q.code.as_deref()) };
+        let mut m = measurement(e, &format!("{field}Quantity"), x, unit)?;
+        if let Some(cmp) = q.comparator.as_deref() {
+            m.text_value = Some(cmp.to_string());
+        }
+        return Ok(Some(m));
+    }
+    if let Some(cc) = v.concept {
+        let text = cc
+            .text
+            .as_deref()
+            .or_else(|| cc.coding.iter().find_map(|c| c.display.as_deref()))
+            .or_else(|| cc.coding.iter().find_map(|c| c.code.as_deref()));
+        e.text_value = text.map(|t| t.trim().to_string());
+        return Ok(Some(e));
+    }
+    if let Some(s) = v.string {
+        e.text_value = Some(s.to_string());
+        return Ok(Some(e));
+    }
+    if let Some(i) = v.integer {
+        return measurement(e, &format!("{field}Integer"), i as f64, None).map(Some);
+    }
+    if let Some(b) = v.boolean {
+        e.text_value = Some(b.to_string());
+        return Ok(Some(e));
+    }
+    if let Some(d) = v.date_time {
+        e.text_value = Some(d.to_string());
+        return Ok(Some(e));
+    }
+    for (name, present) in [
+        ("Range", v.range),
+        ("Ratio", v.ratio),
+        ("SampledData", v.sampled),
+        ("Time", v.time),
+        ("Period", v.period),
+    ] {
+        if present {
+            return Err(Reject::new(
+                &format!("{field}{name}"),
+                "unsupported_value_type",
+                name,
+                "valueQuantity, valueCodeableConcept, valueString, valueInteger, valueBoolean or valueDateTime",
+            ));
+        }
+    }
+    Ok(None)
+}
+
+fn first_time<'a>(opts: &[(&'static str, Option<&'a str>)]) -> Option<(&'static str, &'a str)> {
+    opts.iter().find_map(|(f, v)| v.map(|v| (*f, v)))
+}
+
+fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> {
+    let rt = res.resource_type.as_deref().unwrap_or("");
+    if let Some(s) = status_skip(rt, res.status.as_deref()) {
+        return Ok(Outcome::Skip(s));
+    }
+    match rt {
+        "Encounter" => {
+            let sid = row.subject(res)?;
+            let p = res.period.as_ref().ok_or_else(|| Reject::missing("period.start"))?;
+            let start = p.start.as_deref().ok_or_else(|| Reject::missing("period.start"))?;
+            let class: Option<Coding> = res.class.and_then(|r| serde_json::from_str(r.get()).ok());
+            let class_code = class.as_ref().and_then(|c| c.code.as_deref()).unwrap_or("UNK");
+            let mut e = row.base(sid, rt);
+            e.time = Some(row.time("period.start", start)?);
+            e.end_time = match p.end.as_deref() {
+                Some(x) => Some(row.time("period.end", x)?),
+                None => None,
+            };
+            e.code = encounter_code(class_code);
+            e.visit_id = res.id.as_deref().map(String::from);
+            Ok(Outcome::Events(vec![e]))
+        }
+        "Condition" => {
+            if let Some(vs) = &res.verification_status
+                && vs.coding.iter().any(|c| matches!(c.code.as_deref(), Some("entered-in-error" | "refuted")))
+            {
+                return Ok(Outcome::Skip("Condition verificationStatus refuted/entered-in-error".into()));
+            }
+            let sid = row.subject(res)?;
+            let cc = res.code.as_ref().ok_or_else(|| Reject::missing("code"))?;
+            let (code, alt, desc) = pick_code(cc)?;
+            let (f, t) = first_time(&[
+                ("onsetDateTime", res.onset_date_time.as_deref()),
+                ("onsetPeriod.start", res.onset_period.as_ref().and_then(|p| p.start.as_deref())),
+                ("recordedDate", res.recorded_date.as_deref()),
+            ])
+            .ok_or_else(|| Reject::missing("onsetDateTime"))?;
+            let mut e = row.base(sid, rt);
+            e.time = Some(row.time(f, t)?);
+            e.end_time = match res.abatement_date_time.as_deref() {
+                Some(x) => Some(row.time("abatementDateTime", x)?),
+                None => None,
+            };
+            if let Some(d) = desc {
+                c.descriptions.push((code.clone(), d));
+            }
+            e.code = code;
+            e.source_code = alt;
+            e.visit_id = row.visit(res);
+            Ok(Outcome::Events(vec![e]))
+        }
+        "Observation" => {
+            let sid = row.subject(res)?;
+            let cc = res.code.as_ref().ok_or_else(|| Reject::missing("code"))?;
+            let (code, alt, desc) = pick_code(cc)?;
+            let (f, t) = first_time(&[
+                ("effectiveDateTime", res.effective_date_time.as_deref()),
+                ("effectiveInstant", res.effective_instant.as_deref()),
+                ("effectivePeriod.start", res.effective_period.as_ref().and_then(|p| p.start.as_deref())),
+                ("issued", res.issued.as_deref()),
+            ])
+            .ok_or_else(|| Reject::missing("effective[x]"))?;
+            let time = row.time(f, t)?;
+            let mut base = row.base(sid, rt);
+            base.time = Some(time);
+            base.visit_id = row.visit(res);
+            let mut out = Vec::new();
+            let mut descs = Vec::new();
+            for (i, comp) in res.component.iter().enumerate() {
+                let Some(ccc) = comp.code.as_ref() else {
+                    return Err(Reject::missing(&format!("component[{i}].code")));
+                };
+                let (ccode, calt, cdesc) = pick_code(ccc)?;
+                let mut e = base.clone();
+                e.code = ccode.clone();
+                e.source_code = calt;
+                if let Some(ev) = observation_value(e, &format!("component[{i}].value"), &value_view!(comp))? {
+                    if let Some(d) = cdesc {
+                        descs.push((ev.code.clone(), d));
+                    }
+                    out.push(ev);
+                }
+            }
+            let mut e = base;
+            e.code = code.clone();
+            e.source_code = alt;
+            match observation_value(e.clone(), "value", &value_view!(res))? {
+                Some(ev) => {
+                    if let Some(d) = desc {
+                        descs.push((ev.code.clone(), d));
+                    }
+                    out.push(ev);
+                }
+                None if out.is_empty() => {
+                    if let Some(d) = desc {
+                        descs.push((code, d));
+                    }
+                    out.push(e);
+                }
+                None => {}
+            }
+            c.descriptions.extend(descs);
+            Ok(Outcome::Events(out))
+        }
+        "MedicationRequest" | "MedicationStatement" => {
+            let sid = row.subject(res)?;
+            let (code, alt, desc) = if let Some(cc) = &res.medication_concept {
+                pick_code(cc)?
+            } else if let Some(r) = res.medication_reference.as_ref().and_then(|r| r.reference.as_deref()) {
+                row.scope.medications.get(r).cloned().ok_or_else(|| {
+                    Reject::new(
+                        "medicationReference",
+                        "unresolved_reference",
+                        r,
+                        "a Medication contained in the resource or present in the same bundle",
+                    )
+                })?
+            } else {
+                return Err(Reject::missing("medication[x]"));
+            };
+            let (f, t) = first_time(&[
+                ("authoredOn", res.authored_on.as_deref()),
+                ("effectiveDateTime", res.effective_date_time.as_deref()),
+                ("effectivePeriod.start", res.effective_period.as_ref().and_then(|p| p.start.as_deref())),
+                ("dateAsserted", res.date_asserted.as_deref()),
+            ])
+            .ok_or_else(|| Reject::missing(if rt == "MedicationRequest" { "authoredOn" } else { "effective[x]" }))?;
+            let mut e = row.base(sid, rt);
+            e.time = Some(row.time(f, t)?);
+            e.end_time = match res.effective_period.as_ref().and_then(|p| p.end.as_deref()) {
+                Some(x) => Some(row.time("effectivePeriod.end", x)?),
+                None => None,
+            };
+            if let Some(d) = desc {
+                c.descriptions.push((code.clone(), d));
+            }
+            e.code = code;
+            e.source_code = alt;
+            e.visit_id = row.visit(res);
+            Ok(Outcome::Events(vec![e]))
+        }
+        "Procedure" => {
+            let sid = row.subject(res)?;
+            let cc = res.code.as_ref().ok_or_else(|| Reject::missing("code"))?;
+            let (code, alt, desc) = pick_code(cc)?;
+            let (f, t) = first_time(&[
+                ("performedDateTime", res.performed_date_time.as_deref()),
+                ("performedPeriod.start", res.performed_period.as_ref().and_then(|p| p.start.as_deref())),
+            ])
+            .ok_or_else(|| Reject::missing("performed[x]"))?;
+            let mut e = row.base(sid, rt);
+            e.time = Some(row.time(f, t)?);
+            e.end_time = match res.performed_period.as_ref().and_then(|p| p.end.as_deref()) {
+                Some(x) => Some(row.time("performedPeriod.end", x)?),
+                None => None,
+            };
+            if let Some(d) = desc {
+                c.descriptions.push((code.clone(), d));
+            }
+            e.code = code;
+            e.source_code = alt;
+            e.visit_id = row.visit(res);
+            Ok(Outcome::Events(vec![e]))
+        }
+        "Medication" => Ok(Outcome::Skip("Medication (used to resolve references)".into())),
+        "" => Err(Reject::missing("resourceType")),
+        other => Ok(Outcome::Skip(format!("resource type {other} not used"))),
+    }
+}
+
+/// Handle one JSON text that is a resource (or a Bundle). `row` is its line or entry number.
+fn one_resource(raw: &str, row: u64, ctx: &Ctx, scope: &Scope, c: &mut Chunk) {
+    let res: Resource = match serde_json::from_str(raw) {
+        Ok(r) => r,
+        Err(e) => {
+            c.reject(
+                ctx.file,
+                row,
+                raw,
+                Reject::new("*", "malformed_json", "", format!("one FHIR resource as a JSON object ({e})")),
+            );
+            return;
+        }
+    };
+    if res.resource_type.as_deref() == Some("Bundle") {
+        bundle(&res, ctx, c);
+        // The bundle row itself is accounted for through its entries.
+        return;
+    }
+    let r = Row { ctx, scope, row };
+    if res.resource_type.as_deref() == Some("Patient") {
+        match patient(&res, &r, c, raw) {
+            Ok((ident, events)) => {
+                c.identities.push(ident);
+                c.accept(events);
+            }
+            Err(rej) => c.reject(ctx.file, row, raw, rej),
+        }
+        return;
+    }
+    match convert(&res, &r, c) {
+        Ok(Outcome::Events(ev)) => c.accept(ev),
+        Ok(Outcome::Skip(reason)) => c.skip(&reason),
+        Err(rej) => c.reject(ctx.file, row, raw, rej),
+    }
+}
+
+/// Flatten a bundle's entries (recursively) into (entry number, fullUrl, raw resource).
+fn flatten<'a>(res: &Resource<'a>, out: &mut Vec<(Option<String>, &'a RawValue)>, skipped: &mut u64) {
+    for e in &res.entry {
+        match e.resource {
+            Some(r) => {
+                let inner: Option<Resource> = serde_json::from_str(r.get()).ok();
+                match inner {
+                    Some(inner) if inner.resource_type.as_deref() == Some("Bundle") => {
+                        flatten(&inner, out, skipped)
+                    }
+                    _ => out.push((e.full_url.as_deref().map(String::from), r)),
+                }
+            }
+            None => *skipped += 1,
+        }
+    }
+}
+
+fn medication_code(raw: &RawValue) -> Option<(String, Option<String>, Option<String>)> {
+    let r: Resource = serde_json::from_str(raw.get()).ok()?;
+    if r.resource_type.as_deref() != Some("Medication") {
+        return None;
+    }
+    pick_code(r.code.as_ref()?).ok()
+}
+
+fn bundle(res: &Resource, ctx: &Ctx, c: &mut Chunk) {
+    let mut entries = Vec::new();
+    let mut no_resource = 0;
+    flatten(res, &mut entries, &mut no_resource);
+    for _ in 0..no_resource {
+        c.skip("bundle entry without a resource");
+    }
+    let mut scope = Scope::default();
+    // First: Patients and Medications, so that entries can reference them in any order.
+    let mut patient_rows = Vec::new();
+    for (i, (full_url, raw)) in entries.iter().enumerate() {
+        let probe: Option<Resource> = serde_json::from_str(raw.get()).ok();
+        let Some(p) = probe else { continue };
+        match p.resource_type.as_deref() {
+            Some("Patient") => {
+                if let (Some(u), Some(id)) = (full_url, p.id.as_deref()) {
+                    scope.patient_urls.insert(u.clone(), id.to_string());
+                }
+                patient_rows.push(i);
+            }
+            Some("Medication") => {
+                if let Some(code) = medication_code(raw) {
+                    if let Some(u) = full_url {
+                        scope.medications.insert(u.clone(), code.clone());
+                    }
+                    if let Some(id) = p.id.as_deref() {
+                        scope.medications.insert(format!("Medication/{id}"), code);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for &i in &patient_rows {
+        let before = c.identities.len();
+        one_resource(entries[i].1.get(), i as u64 + 1, ctx, &scope, c);
+        for id in &c.identities[before..] {
+            scope.local_known.insert(id.subject_id);
+        }
+    }
+    for (i, (_, raw)) in entries.iter().enumerate() {
+        if patient_rows.contains(&i) {
+            continue;
+        }
+        let text = raw.get();
+        let mut local = Scope {
+            patient_urls: scope.patient_urls.clone(),
+            medications: scope.medications.clone(),
+            local_known: scope.local_known.clone(),
+        };
+        add_contained(text, &mut local);
+        one_resource(text, i as u64 + 1, ctx, &local, c);
+    }
+}
+
+fn add_contained(text: &str, scope: &mut Scope) {
+    if !text.contains("\"contained\"") {
+        return;
+    }
+    if let Ok(r) = serde_json::from_str::<Resource>(text) {
+        for m in &r.contained {
+            if let Some(code) = medication_code(m)
+                && let Ok(inner) = serde_json::from_str::<Resource>(m.get())
+                && let Some(id) = inner.id.as_deref()
+            {
+                scope.medications.insert(format!("#{id}"), code);
+            }
+        }
+    }
+}
+
+/// Parse a run of NDJSON lines starting at line `first_line`.
+pub fn read_lines(data: &[u8], first_line: u64, ctx: &Ctx) -> Chunk {
+    let mut c = Chunk::default();
+    let mut line = first_line;
+    for raw in data.split(|b| *b == b'\n') {
+        let this = line;
+        line += 1;
+        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+            if this < first_line + memchr::memchr_iter(b'\n', data).count() as u64 {
+                c.skip("blank line");
+            }
+            continue;
+        }
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => t,
+            Err(e) => {
+                let lossy = String::from_utf8_lossy(raw);
+                c.reject(ctx.file, this, &lossy, Reject::new("*", "malformed_json", "", format!("UTF-8 text ({e})")));
+                continue;
+            }
+        };
+        let mut scope = Scope::default();
+        add_contained(text, &mut scope);
+        one_resource(text, this, ctx, &scope, &mut c);
+    }
+    c
+}
+
+/// Parse a whole JSON document: a Bundle or a single resource.
+pub fn read_document(text: &str, ctx: &Ctx) -> Chunk {
+    let mut c = Chunk::default();
+    let mut scope = Scope::default();
+    add_contained(text, &mut scope);
+    one_resource(text, 1, ctx, &scope, &mut c);
+    c
+}
+
+/// Whether a resource type is one this reader turns into events.
+pub fn is_used_type(t: &str) -> bool {
+    USED.contains(&t)
+}

@@ -1,0 +1,314 @@
+//! Ingest: fragmented EHR exports in, canonical events out. Each source format has one file
+//! here (`fhir`, `synthea`, `omop`, `mimic`, `meds`) and nothing source-specific lives anywhere
+//! else. Readers turn rows into [`Chunk`]s: events, quarantined rows (with file, row, field,
+//! reason and raw text), new subject identities and code descriptions. The invariant every
+//! reader keeps, and [`Tally`] checks: rows read = rows accepted + rows rejected + rows skipped
+//! (skipped means "not a table or resource type this engine uses", always counted with the
+//! reason). The driver ([`run`]) orders inputs (people first), routes events to the lake's
+//! subject shards with bounded memory, and commits atomically through [`crate::lake`].
+
+pub mod detect;
+pub mod driver;
+pub mod fhir;
+pub mod io;
+pub mod meds;
+pub mod mimic;
+pub mod omop;
+pub mod synthea;
+pub mod tabular;
+pub mod time;
+
+use crate::schema::units::units;
+use crate::schema::{Event, subject_id_for};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+pub use detect::Format;
+pub use driver::{IngestOptions, IngestOutcome, run};
+
+/// Ingest errors that stop a run (exit code 2). Bad rows are not errors: they are quarantined.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("{path}: cannot tell the format ({why}); pass --format")]
+    UnknownFormat { path: PathBuf, why: String },
+    #[error("{path}: column {column:?} is required but missing; expected columns include {expected}")]
+    MissingColumn { path: PathBuf, column: String, expected: String },
+    #[error("{path}: {message}")]
+    Schema { path: PathBuf, message: String },
+    #[error("{path}: {err}")]
+    Parquet { path: PathBuf, err: String },
+    #[error(transparent)]
+    Lake(#[from] crate::lake::LakeError),
+}
+
+/// One rejected input row (or field), with everything needed to find and fix it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Quarantined {
+    /// Input file path as given.
+    pub file: String,
+    /// 1-based line (NDJSON, CSV data row counting the header as line 1) or entry index (Bundle).
+    pub row: u64,
+    pub field: String,
+    /// Stable snake_case reason, e.g. `unknown_unit`, `bad_date`, `unknown_patient`.
+    pub reason: String,
+    /// The offending value.
+    pub value: String,
+    /// What was expected, in words.
+    pub message: String,
+    /// The raw row text (truncated to 64 KiB, marked).
+    pub raw: String,
+}
+
+/// What a reader says about one row it could not accept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub field: String,
+    pub reason: &'static str,
+    pub value: String,
+    pub message: String,
+}
+
+impl Reject {
+    pub fn new(field: &str, reason: &'static str, value: impl Into<String>, message: impl Into<String>) -> Self {
+        Reject { field: field.to_string(), reason, value: value.into(), message: message.into() }
+    }
+    pub fn missing(field: &str) -> Self {
+        Reject::new(field, "missing_field", "", format!("a value for required field {field}"))
+    }
+}
+
+/// A person identity seen in a source: `(system, value)` makes the subject id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Identity {
+    pub subject_id: i64,
+    pub system: String,
+    pub value: String,
+}
+
+impl Identity {
+    pub fn new(system: &str, value: &str) -> Identity {
+        Identity { subject_id: subject_id_for(system, value), system: system.into(), value: value.into() }
+    }
+}
+
+/// Row and event counts for one input file, by outcome and reason. They add up:
+/// `rows_read == rows_accepted + rows_rejected + rows_skipped`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Tally {
+    pub rows_read: u64,
+    pub rows_accepted: u64,
+    pub rows_rejected: u64,
+    pub rows_skipped: u64,
+    /// Single fields quarantined inside accepted rows (e.g. a death flag without a date).
+    pub fields_rejected: u64,
+    pub events: u64,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    pub skipped_by_reason: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    pub fn add(&mut self, o: &Tally) {
+        self.rows_read += o.rows_read;
+        self.rows_accepted += o.rows_accepted;
+        self.rows_rejected += o.rows_rejected;
+        self.rows_skipped += o.rows_skipped;
+        self.fields_rejected += o.fields_rejected;
+        self.events += o.events;
+        for (k, v) in &o.rejected_by_reason {
+            *self.rejected_by_reason.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.skipped_by_reason {
+            *self.skipped_by_reason.entry(k.clone()).or_default() += v;
+        }
+    }
+    pub fn balanced(&self) -> bool {
+        self.rows_read == self.rows_accepted + self.rows_rejected + self.rows_skipped
+    }
+}
+
+/// Output of reading a run of rows.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub events: Vec<Event>,
+    pub quarantine: Vec<Quarantined>,
+    pub identities: Vec<Identity>,
+    /// (code, description) pairs seen in the source.
+    pub descriptions: Vec<(String, String)>,
+    pub tally: Tally,
+}
+
+const RAW_LIMIT: usize = 64 * 1024;
+
+fn truncate_raw(raw: &str) -> String {
+    if raw.len() <= RAW_LIMIT {
+        return raw.to_string();
+    }
+    let mut end = RAW_LIMIT;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[truncated, {} bytes in all]", &raw[..end], raw.len())
+}
+
+impl Chunk {
+    pub fn merge(&mut self, mut o: Chunk) {
+        self.events.append(&mut o.events);
+        self.quarantine.append(&mut o.quarantine);
+        self.identities.append(&mut o.identities);
+        self.descriptions.append(&mut o.descriptions);
+        self.tally.add(&o.tally);
+    }
+
+    /// Record an accepted row and its events.
+    pub fn accept(&mut self, events: Vec<Event>) {
+        self.tally.rows_read += 1;
+        self.tally.rows_accepted += 1;
+        self.tally.events += events.len() as u64;
+        self.events.extend(events);
+    }
+
+    /// Record a rejected row.
+    pub fn reject(&mut self, file: &str, row: u64, raw: &str, r: Reject) {
+        self.tally.rows_read += 1;
+        self.tally.rows_rejected += 1;
+        *self.tally.rejected_by_reason.entry(r.reason.to_string()).or_default() += 1;
+        self.quarantine.push(Quarantined {
+            file: file.to_string(),
+            row,
+            field: r.field,
+            reason: r.reason.to_string(),
+            value: r.value,
+            message: r.message,
+            raw: truncate_raw(raw),
+        });
+    }
+
+    /// Record one quarantined field inside a row that is otherwise accepted.
+    pub fn reject_field(&mut self, file: &str, row: u64, raw: &str, r: Reject) {
+        self.tally.fields_rejected += 1;
+        *self.tally.rejected_by_reason.entry(r.reason.to_string()).or_default() += 1;
+        self.quarantine.push(Quarantined {
+            file: file.to_string(),
+            row,
+            field: r.field,
+            reason: r.reason.to_string(),
+            value: r.value,
+            message: r.message,
+            raw: truncate_raw(raw),
+        });
+    }
+
+    /// Record a row this engine does not use (counted, not quarantined).
+    pub fn skip(&mut self, reason: &str) {
+        self.tally.rows_read += 1;
+        self.tally.rows_skipped += 1;
+        *self.tally.skipped_by_reason.entry(reason.to_string()).or_default() += 1;
+    }
+}
+
+/// Shared per-run context for readers: time rules, plausibility limits and who is known.
+pub struct Ctx<'a> {
+    pub time: time::TimeContext,
+    /// Events after this instant are quarantined as `future_event` (unless the source shifts
+    /// dates on purpose, as MIMIC does).
+    pub max_event_time: i64,
+    /// Events before this instant are quarantined as `bad_date`.
+    pub min_event_time: i64,
+    /// Subjects already in the lake or registered earlier in this run.
+    pub known: &'a HashSet<i64>,
+    /// Input file id used in provenance strings.
+    pub file_id: &'a str,
+    /// Input path as given (for quarantine records).
+    pub file: &'a str,
+}
+
+impl Ctx<'_> {
+    /// Parse a timestamp field, applying the plausibility window.
+    pub fn time(&self, field: &str, value: &str, shifted: bool) -> Result<i64, Reject> {
+        let t = self
+            .time
+            .parse(value)
+            .map_err(|exp| Reject::new(field, "bad_date", value, format!("expected {exp}")))?;
+        if t < self.min_event_time {
+            return Err(Reject::new(
+                field,
+                "bad_date",
+                value,
+                format!("a date after {}", time::format_micros(self.min_event_time)),
+            ));
+        }
+        if !shifted && t > self.max_event_time {
+            return Err(Reject::new(
+                field,
+                "future_event",
+                value,
+                format!("a time no later than {}", time::format_micros(self.max_event_time)),
+            ));
+        }
+        Ok(t)
+    }
+
+    /// Optional timestamp: empty means absent; anything else must parse.
+    pub fn opt_time(&self, field: &str, value: Option<&str>, shifted: bool) -> Result<Option<i64>, Reject> {
+        match value.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(v) => self.time(field, v, shifted).map(Some),
+        }
+    }
+
+    pub fn provenance(&self, row: u64) -> String {
+        format!("{}:{}", self.file_id, row)
+    }
+
+    /// The subject must be known (registered from a person/patient row).
+    pub fn require_known(&self, field: &str, id: &Identity) -> Result<i64, Reject> {
+        if self.known.contains(&id.subject_id) {
+            Ok(id.subject_id)
+        } else {
+            Err(Reject::new(
+                field,
+                "unknown_patient",
+                id.value.clone(),
+                "a reference to a patient present in this export or already in the lake",
+            ))
+        }
+    }
+}
+
+/// Parse a numeric field strictly (no silent coercion of text to numbers).
+pub fn parse_number(field: &str, v: &str) -> Result<f64, Reject> {
+    let t = v.trim();
+    match t.parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(x),
+        _ => Err(Reject::new(field, "bad_number", v, "a finite decimal number")),
+    }
+}
+
+/// Build a measurement event: canonical code/unit/value for known concepts (or the reason it
+/// is rejected), the value and unit as written for everything else.
+pub fn measurement(mut e: Event, field: &str, value: f64, unit: Option<&str>) -> Result<Event, Reject> {
+    match units().canonicalize(&e.code, value, unit) {
+        Ok(Some(c)) => {
+            e.code = c.code;
+            e.numeric_value = Some(c.value as f32);
+            e.unit = Some(c.unit);
+        }
+        Ok(None) => {
+            e.numeric_value = Some(value as f32);
+            e.unit = unit.map(str::trim).filter(|u| !u.is_empty()).map(String::from);
+        }
+        Err(p) => {
+            let value = match &p {
+                crate::schema::units::UnitProblem::UnknownUnit { unit, .. } => unit.clone(),
+                crate::schema::units::UnitProblem::Implausible { .. } => {
+                    format!("{value} {}", unit.unwrap_or(""))
+                }
+            };
+            return Err(Reject::new(field, p.reason(), value, p.to_string()));
+        }
+    }
+    Ok(e)
+}

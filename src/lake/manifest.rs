@@ -1,0 +1,60 @@
+//! `manifest.json`: what the lake was built from. Every input file with its content hash, size,
+//! format and row counts, and every run. A file whose hash is already here is not read again,
+//! which is what makes re-running the same export a no-op and a new export incremental.
+
+use crate::ingest::Tally;
+use serde::{Deserialize, Serialize};
+
+pub const LAKE_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub lake_format_version: u32,
+    /// Number of subject shards (fixed when the lake is created).
+    pub shards: usize,
+    pub inputs: Vec<InputRecord>,
+    pub runs: Vec<RunRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InputRecord {
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub format: String,
+    pub table: String,
+    /// Short id used in event provenance (`<file_id>:<row>`).
+    pub file_id: String,
+    pub run_id: String,
+    pub tally: Tally,
+    /// Exact duplicate events from this file that were not written (already present).
+    pub duplicates: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub engine_version: String,
+    /// Hash of the resolved ingest configuration.
+    pub config_hash: String,
+    pub files_read: usize,
+    pub files_already_ingested: usize,
+    pub rows_read: u64,
+    pub rows_rejected: u64,
+    pub events_produced: u64,
+    pub duplicates: u64,
+    pub events_written: u64,
+    pub quarantine_file: Option<String>,
+}
+
+impl Manifest {
+    pub fn new(shards: usize) -> Manifest {
+        Manifest { lake_format_version: LAKE_FORMAT_VERSION, shards, inputs: Vec::new(), runs: Vec::new() }
+    }
+    pub fn has_hash(&self, sha: &str) -> bool {
+        self.inputs.iter().any(|i| i.sha256 == sha)
+    }
+}

@@ -1,0 +1,125 @@
+//! The event lake on disk, MEDS 0.4 layout: `data/shard-NNNN.parquet` (events, one shard per
+//! subject hash bucket, each subject's rows contiguous and sorted by time with nulls first),
+//! `metadata/{codes,subject_splits,subject_map}.parquet`, `metadata/dataset.json`,
+//! `quarantine/<run>.parquet`, `reports/<run>.json` and `manifest.json`.
+//! Writes are atomic through [`commit::Transaction`]: new files are staged, a journal is written,
+//! then files are renamed into place; a run killed before the journal leaves the old lake, one
+//! killed after it is rolled forward the next time the lake is opened.
+
+pub mod commit;
+pub mod manifest;
+pub mod stats;
+pub mod validate;
+pub mod write;
+
+use crate::schema::{Event, fnv1a, from_batch};
+use manifest::Manifest;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("{path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("{path}: not a lake (no manifest.json); create one with `ehr-risk ingest --lake {path} ...`")]
+    NotALake { path: PathBuf },
+}
+
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
+    move |err| LakeError::Io { path: path.to_path_buf(), err }
+}
+
+/// An opened lake.
+pub struct Lake {
+    pub root: PathBuf,
+    pub manifest: Manifest,
+}
+
+/// Which shard a subject lives in.
+pub fn shard_of(subject_id: i64, shards: usize) -> usize {
+    (fnv1a(&subject_id.to_le_bytes()) % shards as u64) as usize
+}
+
+/// Deterministic split from the subject id: 80% train, 10% tuning, 10% held_out.
+pub fn split_of(subject_id: i64) -> &'static str {
+    let h = fnv1a(format!("split:{subject_id}").as_bytes()) % 100;
+    match h {
+        0..=79 => "train",
+        80..=89 => "tuning",
+        _ => "held_out",
+    }
+}
+
+impl Lake {
+    /// Open an existing lake (finishing or rolling back an interrupted commit first).
+    pub fn open(root: &Path) -> Result<Lake, LakeError> {
+        commit::recover(root)?;
+        let mp = root.join("manifest.json");
+        if !mp.exists() {
+            return Err(LakeError::NotALake { path: root.to_path_buf() });
+        }
+        let text = std::fs::read_to_string(&mp).map_err(io(&mp))?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| LakeError::Corrupt { path: mp.clone(), message: e.to_string() })?;
+        Ok(Lake { root: root.to_path_buf(), manifest })
+    }
+
+    /// Open, or start an empty lake in memory (nothing is written until the first commit).
+    pub fn open_or_new(root: &Path, shards: usize) -> Result<Lake, LakeError> {
+        commit::recover(root)?;
+        if root.join("manifest.json").exists() {
+            return Lake::open(root);
+        }
+        if root.exists() {
+            let non_empty = std::fs::read_dir(root).map_err(io(root))?.next().is_some();
+            if non_empty {
+                return Err(LakeError::Corrupt {
+                    path: root.to_path_buf(),
+                    message: "folder exists, is not empty and has no manifest.json; refusing to write a lake into it".into(),
+                });
+            }
+        }
+        Ok(Lake { root: root.to_path_buf(), manifest: Manifest::new(shards) })
+    }
+
+    pub fn shard_rel(i: usize) -> String {
+        format!("data/shard-{i:04}.parquet")
+    }
+
+    pub fn shard_path(&self, i: usize) -> PathBuf {
+        self.root.join(Lake::shard_rel(i))
+    }
+
+    /// All events of one shard (empty if the shard does not exist yet).
+    pub fn read_shard(&self, i: usize) -> Result<Vec<Event>, LakeError> {
+        let p = self.shard_path(i);
+        if !p.exists() {
+            return Ok(Vec::new());
+        }
+        read_events(&p)
+    }
+
+    /// Shard files present, in order.
+    pub fn shard_files(&self) -> Vec<PathBuf> {
+        (0..self.manifest.shards).map(|i| self.shard_path(i)).filter(|p| p.exists()).collect()
+    }
+}
+
+/// Read a whole parquet file of events.
+pub fn read_events(p: &Path) -> Result<Vec<Event>, LakeError> {
+    let corrupt = |m: String| LakeError::Corrupt { path: p.to_path_buf(), message: m };
+    let f = std::fs::File::open(p).map_err(io(p))?;
+    let r = ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| corrupt(e.to_string()))?
+        .with_batch_size(65536)
+        .build()
+        .map_err(|e| corrupt(e.to_string()))?;
+    let mut out = Vec::new();
+    for b in r {
+        let b = b.map_err(|e| corrupt(e.to_string()))?;
+        out.extend(from_batch(&b).map_err(|e| corrupt(e.to_string()))?);
+    }
+    Ok(out)
+}

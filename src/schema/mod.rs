@@ -1,0 +1,364 @@
+//! The canonical event: one row per measurement, as MEDS 0.4 defines it, plus our extension
+//! columns (unit, end time, visit, alternative source code, source and provenance). In: events
+//! built by the readers. Out: Arrow record batches with exactly the lake schema, and back. The
+//! sort order defined here (subject, time with nulls first, then every other column) is total,
+//! so the lake's bytes do not depend on the order in which parallel readers produced events.
+
+pub mod codes;
+pub mod units;
+
+use arrow::array::{
+    Array, ArrayRef, Float32Array, Float32Builder, Int64Array, Int64Builder,
+    LargeStringBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use std::cmp::Ordering;
+use std::sync::{Arc, OnceLock};
+
+/// One event in the lake.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Event {
+    pub subject_id: i64,
+    /// Microseconds since the epoch, UTC; `None` for static facts (sex, race).
+    pub time: Option<i64>,
+    pub code: String,
+    pub numeric_value: Option<f32>,
+    pub text_value: Option<String>,
+    /// Canonical unit for measured concepts, else the unit as the source wrote it.
+    pub unit: Option<String>,
+    /// End of an interval event (encounter discharge, medication stop, condition abatement).
+    pub end_time: Option<i64>,
+    /// Source visit / encounter id, to tie a diagnosis to its admission.
+    pub visit_id: Option<String>,
+    /// A second coding of the same fact (OMOP source value, another FHIR coding).
+    pub source_code: Option<String>,
+    /// Format and table or resource type, e.g. `fhir:Observation`, `omop:measurement`.
+    pub source: String,
+    /// `<input file id>:<row>`: which input row made this event.
+    pub provenance: String,
+}
+
+/// Names of the lake's columns, in order.
+pub const COLUMNS: [&str; 11] = [
+    "subject_id",
+    "time",
+    "code",
+    "numeric_value",
+    "text_value",
+    "unit",
+    "end_time",
+    "visit_id",
+    "source_code",
+    "source",
+    "provenance",
+];
+
+/// Extension columns beyond MEDS' core five, as listed in `dataset.json`.
+pub const EXTENSION_COLUMNS: [&str; 6] = [
+    "unit",
+    "end_time",
+    "visit_id",
+    "source_code",
+    "source",
+    "provenance",
+];
+
+/// The lake's Arrow schema. `code` is `utf8` (the MEDS validator rejects `large_utf8` there);
+/// `text_value` is `large_utf8`, which is what `meds` 0.4's `DataSchema` declares.
+pub fn event_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+        Arc::new(Schema::new(vec![
+            Field::new("subject_id", DataType::Int64, false),
+            Field::new("time", ts.clone(), true),
+            Field::new("code", DataType::Utf8, false),
+            Field::new("numeric_value", DataType::Float32, true),
+            Field::new("text_value", DataType::LargeUtf8, true),
+            Field::new("unit", DataType::Utf8, true),
+            Field::new("end_time", ts, true),
+            Field::new("visit_id", DataType::Utf8, true),
+            Field::new("source_code", DataType::Utf8, true),
+            Field::new("source", DataType::Utf8, false),
+            Field::new("provenance", DataType::Utf8, false),
+        ]))
+    })
+    .clone()
+}
+
+fn cmp_opt<T: PartialOrd>(a: &Option<T>, b: &Option<T>) -> Ordering {
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(x), Some(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
+    }
+}
+
+impl Event {
+    /// The total lake order: subject, time (nulls first), then the rest so ties are broken
+    /// deterministically.
+    pub fn lake_cmp(&self, o: &Event) -> Ordering {
+        self.subject_id
+            .cmp(&o.subject_id)
+            .then_with(|| cmp_opt(&self.time, &o.time))
+            .then_with(|| self.dedupe_cmp(o))
+            .then_with(|| cmp_opt(&self.end_time, &o.end_time))
+            .then_with(|| self.source.cmp(&o.source))
+            .then_with(|| self.provenance.cmp(&o.provenance))
+            .then_with(|| cmp_opt(&self.visit_id, &o.visit_id))
+            .then_with(|| cmp_opt(&self.source_code, &o.source_code))
+    }
+
+    /// Order on the fields that define an exact duplicate (after subject and time).
+    fn dedupe_cmp(&self, o: &Event) -> Ordering {
+        self.code
+            .cmp(&o.code)
+            .then_with(|| {
+                cmp_opt(
+                    &self.numeric_value.map(f32::to_bits),
+                    &o.numeric_value.map(f32::to_bits),
+                )
+            })
+            .then_with(|| cmp_opt(&self.text_value, &o.text_value))
+            .then_with(|| cmp_opt(&self.unit, &o.unit))
+    }
+
+    /// Two events are exact duplicates when subject, time, code, value and unit agree; where
+    /// the row came from does not matter.
+    pub fn same_fact(&self, o: &Event) -> bool {
+        self.subject_id == o.subject_id
+            && self.time == o.time
+            && self.dedupe_cmp(o) == Ordering::Equal
+    }
+}
+
+/// Sort into lake order and remove exact duplicates, keeping the first. Returns the number removed.
+pub fn sort_dedupe(events: &mut Vec<Event>) -> u64 {
+    use rayon::slice::ParallelSliceMut;
+    events.par_sort_unstable_by(|a, b| a.lake_cmp(b));
+    let before = events.len();
+    events.dedup_by(|later, earlier| later.same_fact(earlier));
+    (before - events.len()) as u64
+}
+
+/// Events to one record batch with the lake schema.
+pub fn to_batch(events: &[Event]) -> RecordBatch {
+    let n = events.len();
+    let mut subject = Int64Builder::with_capacity(n);
+    let mut time = TimestampMicrosecondBuilder::with_capacity(n);
+    let mut code = StringBuilder::with_capacity(n, n * 16);
+    let mut num = Float32Builder::with_capacity(n);
+    let mut text = LargeStringBuilder::new();
+    let mut unit = StringBuilder::new();
+    let mut end = TimestampMicrosecondBuilder::with_capacity(n);
+    let mut visit = StringBuilder::new();
+    let mut scode = StringBuilder::new();
+    let mut source = StringBuilder::new();
+    let mut prov = StringBuilder::with_capacity(n, n * 12);
+    for e in events {
+        subject.append_value(e.subject_id);
+        time.append_option(e.time);
+        code.append_value(&e.code);
+        num.append_option(e.numeric_value);
+        text.append_option(e.text_value.as_deref());
+        unit.append_option(e.unit.as_deref());
+        end.append_option(e.end_time);
+        visit.append_option(e.visit_id.as_deref());
+        scode.append_option(e.source_code.as_deref());
+        source.append_value(&e.source);
+        prov.append_value(&e.provenance);
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(subject.finish()),
+        Arc::new(time.finish()),
+        Arc::new(code.finish()),
+        Arc::new(num.finish()),
+        Arc::new(text.finish()),
+        Arc::new(unit.finish()),
+        Arc::new(end.finish()),
+        Arc::new(visit.finish()),
+        Arc::new(scode.finish()),
+        Arc::new(source.finish()),
+        Arc::new(prov.finish()),
+    ];
+    RecordBatch::try_new(event_schema(), cols).expect("columns match the lake schema")
+}
+
+/// Why a record batch cannot be read as lake events.
+#[derive(Debug, thiserror::Error)]
+#[error("column {column:?}: {problem}")]
+pub struct SchemaMismatch {
+    pub column: String,
+    pub problem: String,
+}
+
+fn col<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a ArrayRef> {
+    b.schema().index_of(name).ok().map(|i| b.column(i))
+}
+
+fn strings(b: &RecordBatch, name: &str, required: bool) -> Result<Vec<Option<String>>, SchemaMismatch> {
+    let Some(a) = col(b, name) else {
+        if required {
+            return Err(SchemaMismatch { column: name.into(), problem: "missing".into() });
+        }
+        return Ok(vec![None; b.num_rows()]);
+    };
+    let a = arrow::compute::cast(a, &DataType::Utf8).map_err(|e| SchemaMismatch {
+        column: name.into(),
+        problem: format!("expected a string column, got {} ({e})", a.data_type()),
+    })?;
+    let s = a.as_any().downcast_ref::<StringArray>().expect("cast to utf8");
+    Ok((0..s.len())
+        .map(|i| (!s.is_null(i)).then(|| s.value(i).to_string()))
+        .collect())
+}
+
+fn times(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>, SchemaMismatch> {
+    let Some(a) = col(b, name) else {
+        return Ok(vec![None; b.num_rows()]);
+    };
+    let a = arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(
+        |e| SchemaMismatch {
+            column: name.into(),
+            problem: format!("expected a timestamp, got {} ({e})", a.data_type()),
+        },
+    )?;
+    let t = a
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .expect("cast to timestamp");
+    Ok((0..t.len()).map(|i| (!t.is_null(i)).then(|| t.value(i))).collect())
+}
+
+/// A record batch (ours, or any MEDS data shard) back to events. Columns are matched by name;
+/// MEDS' core columns are required, extension columns optional.
+pub fn from_batch(b: &RecordBatch) -> Result<Vec<Event>, SchemaMismatch> {
+    let n = b.num_rows();
+    let sid = col(b, "subject_id").ok_or(SchemaMismatch {
+        column: "subject_id".into(),
+        problem: "missing".into(),
+    })?;
+    let sid = arrow::compute::cast(sid, &DataType::Int64).map_err(|e| SchemaMismatch {
+        column: "subject_id".into(),
+        problem: e.to_string(),
+    })?;
+    let sid = sid.as_any().downcast_ref::<Int64Array>().expect("int64");
+    let time = times(b, "time")?;
+    let code = strings(b, "code", true)?;
+    let num: Vec<Option<f32>> = match col(b, "numeric_value") {
+        Some(a) => {
+            let a = arrow::compute::cast(a, &DataType::Float32).map_err(|e| SchemaMismatch {
+                column: "numeric_value".into(),
+                problem: e.to_string(),
+            })?;
+            let f = a.as_any().downcast_ref::<Float32Array>().expect("f32");
+            (0..n).map(|i| (!f.is_null(i)).then(|| f.value(i))).collect()
+        }
+        None => vec![None; n],
+    };
+    let text = strings(b, "text_value", false)?;
+    let unit = strings(b, "unit", false)?;
+    let end = times(b, "end_time")?;
+    let visit = strings(b, "visit_id", false)?;
+    let scode = strings(b, "source_code", false)?;
+    let source = strings(b, "source", false)?;
+    let prov = strings(b, "provenance", false)?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        if sid.is_null(i) {
+            return Err(SchemaMismatch { column: "subject_id".into(), problem: format!("null at row {i}") });
+        }
+        let Some(code) = code[i].clone() else {
+            return Err(SchemaMismatch { column: "code".into(), problem: format!("null at row {i}") });
+        };
+        out.push(Event {
+            subject_id: sid.value(i),
+            time: time[i],
+            code,
+            numeric_value: num[i],
+            text_value: text[i].clone(),
+            unit: unit[i].clone(),
+            end_time: end[i],
+            visit_id: visit[i].clone(),
+            source_code: scode[i].clone(),
+            source: source[i].clone().unwrap_or_default(),
+            provenance: prov[i].clone().unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+/// Stable 64-bit FNV-1a, used for subject ids and split assignment: the same bytes give the
+/// same number on every machine and every run.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// The lake subject id of a person identity (`system`, `value`): a positive 62-bit hash, so the
+/// same person gets the same id in every export and every incremental run, without a counter.
+pub fn subject_id_for(system: &str, value: &str) -> i64 {
+    let mut key = Vec::with_capacity(system.len() + value.len() + 1);
+    key.extend_from_slice(system.as_bytes());
+    key.push(0x1f);
+    key.extend_from_slice(value.as_bytes());
+    (fnv1a(&key) >> 2) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(sid: i64, t: Option<i64>, code: &str, v: Option<f32>, prov: &str) -> Event {
+        Event {
+            subject_id: sid,
+            time: t,
+            code: code.into(),
+            numeric_value: v,
+            source: "test".into(),
+            provenance: prov.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sort_puts_static_first_and_dedupes_exact_facts() {
+        let mut v = vec![
+            ev(2, Some(5), "A", Some(1.0), "f:3"),
+            ev(1, Some(5), "A", Some(1.0), "f:2"),
+            ev(1, None, "GENDER//F", None, "f:1"),
+            ev(1, Some(5), "A", Some(1.0), "g:9"),
+            ev(1, Some(5), "A", Some(2.0), "g:10"),
+        ];
+        let removed = sort_dedupe(&mut v);
+        assert_eq!(removed, 1);
+        assert_eq!(v[0].code, "GENDER//F");
+        assert_eq!(v[1].provenance, "f:2", "first by provenance is kept");
+        assert_eq!(v[2].numeric_value, Some(2.0));
+        assert_eq!(v[3].subject_id, 2);
+    }
+
+    #[test]
+    fn batch_round_trip() {
+        let mut e = ev(7, Some(1), "LOINC//8480-6", Some(120.0), "x:1");
+        e.unit = Some("mmHg".into());
+        e.text_value = Some("t".into());
+        e.end_time = Some(9);
+        let b = to_batch(std::slice::from_ref(&e));
+        assert_eq!(from_batch(&b).unwrap(), vec![e]);
+    }
+
+    #[test]
+    fn subject_ids_are_stable_and_positive() {
+        let a = subject_id_for("person", "593aaa05-d864-1df7-5b96-155fbdb19f28");
+        assert_eq!(a, subject_id_for("person", "593aaa05-d864-1df7-5b96-155fbdb19f28"));
+        assert!(a > 0);
+        assert_ne!(a, subject_id_for("mimic", "593aaa05-d864-1df7-5b96-155fbdb19f28"));
+    }
+}

@@ -1,0 +1,77 @@
+//! The binary end to end: the demo, exit statuses, and the `meds` package's own validator on
+//! our output (Python, installed by scripts/setup.sh into .pydeps).
+
+use crate::common::*;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ehr-risk"))
+}
+
+#[test]
+fn demo_runs_and_reports_where_outputs_are() {
+    let d = tempfile::tempdir().unwrap();
+    let out = bin().args(["demo", "-q", "--out"]).arg(d.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("lake validation: valid"), "{stdout}");
+    assert!(stdout.contains("subjects  4"), "{stdout}");
+    let redacted = stdout.replace(&d.path().display().to_string(), "[OUT]");
+    insta::assert_snapshot!("demo_stdout", redacted);
+}
+
+#[test]
+fn reject_rate_threshold_exits_1_and_bad_path_exits_2() {
+    let d = tempfile::tempdir().unwrap();
+    let lake = d.path().join("lake");
+    let out = bin()
+        .args(["ingest", "-q", "--max-reject-rate", "0.01", "--lake"])
+        .arg(&lake)
+        .arg(demo().join("fhir"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reject rate"));
+    let out = bin().args(["ingest", "--lake"]).arg(&lake).arg(d.path().join("missing")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing") && err.contains("no such file"), "{err}");
+    let out = bin().args(["lake", "validate"]).arg(&lake).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn summary_names_no_patient() {
+    let d = tempfile::tempdir().unwrap();
+    let out = bin().args(["ingest", "-v", "--lake"]).arg(d.path().join("lake")).arg(demo()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rows:"), "{err}");
+    for secret in ["a1f0c8e2", "Ada", "1958-03-02"] {
+        assert!(!err.contains(secret), "stderr leaks {secret}: {err}");
+    }
+}
+
+#[test]
+fn meds_validator_accepts_our_lake() {
+    let pydeps = repo().join(".pydeps");
+    if !pydeps.join("meds").exists() {
+        eprintln!("SKIP: .pydeps/meds missing (run scripts/setup.sh)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let lake = d.path().join("lake");
+    ingest(&lake, &[demo().join("fhir"), demo().join("synthea"), demo().join("omop")]);
+    let out = Command::new("python3")
+        .arg(repo().join("tests/meds_validate.py"))
+        .arg(&lake)
+        .env("PYTHONPATH", &pydeps)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "meds validation failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("MEDS OK"));
+}

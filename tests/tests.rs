@@ -1,0 +1,12 @@
+//! One integration-test binary, a module per area (ripgrep's layout).
+
+#[path = "it/common.rs"]
+mod common;
+#[path = "it/ingest_bad.rs"]
+mod ingest_bad;
+#[path = "it/ingest_real.rs"]
+mod ingest_real;
+#[path = "it/lake_ops.rs"]
+mod lake_ops;
+#[path = "it/cli.rs"]
+mod cli;
