@@ -12,7 +12,10 @@ fn lines(n: usize) -> (Vec<u8>, HashSet<i64>) {
     let mut known = HashSet::new();
     for i in 0..n {
         let pid = format!("p{}", i % 500);
-        known.insert(ehr_risk::schema::subject_id_for(fhir::PATIENT_ID_SYSTEM, &pid));
+        known.insert(ehr_risk::schema::subject_id_for(
+            fhir::PATIENT_ID_SYSTEM,
+            &pid,
+        ));
         if i % 3 == 0 {
             out.push_str(&format!(
                 r#"{{"resourceType":"Condition","id":"c{i}","subject":{{"reference":"Patient/{pid}"}},"onsetDateTime":"2015-03-{:02}T10:00:00-05:00","code":{{"coding":[{{"system":"http://snomed.info/sct","code":"59621000","display":"Essential hypertension"}}]}}}}"#,
@@ -52,7 +55,9 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.throughput(Throughput::Bytes(data.len() as u64));
-    g.bench_function("parse_normalise_bytes", |b| b.iter(|| fhir::read_lines(&data, 1, &ctx).events.len()));
+    g.bench_function("parse_normalise_bytes", |b| {
+        b.iter(|| fhir::read_lines(&data, 1, &ctx).events.len())
+    });
     g.finish();
 }
 

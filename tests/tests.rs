@@ -1,5 +1,7 @@
 //! One integration-test binary, a module per area (ripgrep's layout).
 
+#[path = "it/cli.rs"]
+mod cli;
 #[path = "it/common.rs"]
 mod common;
 #[path = "it/ingest_bad.rs"]
@@ -8,5 +10,3 @@ mod ingest_bad;
 mod ingest_real;
 #[path = "it/lake_ops.rs"]
 mod lake_ops;
-#[path = "it/cli.rs"]
-mod cli;

@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "ehr-risk", version, about = "Heart-attack and stroke risk from fragmented EHR exports")]
+#[command(
+    name = "ehr-risk",
+    version,
+    about = "Heart-attack and stroke risk from fragmented EHR exports"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -9,8 +9,16 @@ use crate::ingest::time::TimeContext;
 use anyhow::{Context, bail};
 
 pub fn options(a: &IngestArgs) -> anyhow::Result<IngestOptions> {
-    let zone: chrono_tz::Tz = a.tz.parse().map_err(|e| anyhow::anyhow!("--tz {:?}: not an IANA time zone ({e})", a.tz))?;
-    let mut o = IngestOptions { format: a.format, time: TimeContext { zone }, shards: a.shards, buffer_events: a.buffer_events, ..Default::default() };
+    let zone: chrono_tz::Tz =
+        a.tz.parse()
+            .map_err(|e| anyhow::anyhow!("--tz {:?}: not an IANA time zone ({e})", a.tz))?;
+    let mut o = IngestOptions {
+        format: a.format,
+        time: TimeContext { zone },
+        shards: a.shards,
+        buffer_events: a.buffer_events,
+        ..Default::default()
+    };
     if !(1..=4096).contains(&a.shards) {
         bail!("--shards {}: must be between 1 and 4096", a.shards);
     }
@@ -70,7 +78,8 @@ pub fn run(a: IngestArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         return Ok(ExitStatus::Success);
     }
     let bars = Bars::new(quiet);
-    let out = crate::ingest::run(&a.lake, &a.paths, &opts, &bars).with_context(|| format!("ingest into {}", a.lake.display()))?;
+    let out = crate::ingest::run(&a.lake, &a.paths, &opts, &bars)
+        .with_context(|| format!("ingest into {}", a.lake.display()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out.report)?);
     }

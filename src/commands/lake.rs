@@ -7,7 +7,11 @@ use crate::lake::{Lake, stats, validate};
 pub fn print_stats(s: &stats::Stats) {
     println!("events    {}", s.events);
     println!("subjects  {}", s.subjects);
-    println!("time      {} .. {}", s.first_time.as_deref().unwrap_or("-"), s.last_time.as_deref().unwrap_or("-"));
+    println!(
+        "time      {} .. {}",
+        s.first_time.as_deref().unwrap_or("-"),
+        s.last_time.as_deref().unwrap_or("-")
+    );
     println!("inputs    {} files in {} runs", s.inputs, s.runs);
     println!("by source:");
     for (k, n) in &s.by_source {
@@ -43,13 +47,20 @@ pub fn run(a: LakeArgs) -> anyhow::Result<ExitStatus> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("{} shards, {} events, {} subjects, {} codes", v.shards, v.events, v.subjects, v.codes);
+                println!(
+                    "{} shards, {} events, {} subjects, {} codes",
+                    v.shards, v.events, v.subjects, v.codes
+                );
                 for p in &v.problems {
                     println!("problem: {p}");
                 }
                 println!("{}", if v.ok() { "valid" } else { "INVALID" });
             }
-            Ok(if v.ok() { ExitStatus::Success } else { ExitStatus::Threshold })
+            Ok(if v.ok() {
+                ExitStatus::Success
+            } else {
+                ExitStatus::Threshold
+            })
         }
     }
 }

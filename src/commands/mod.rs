@@ -21,7 +21,9 @@ pub enum ExitStatus {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     if let Some(t) = cli.global.threads {
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(t.max(1)).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(t.max(1))
+            .build_global();
     }
     let quiet = cli.global.quiet > 0;
     match cli.command {

@@ -14,7 +14,10 @@ pub struct Bars {
 
 impl Bars {
     pub fn new(quiet: bool) -> Bars {
-        Bars { bar: Mutex::new(None), enabled: !quiet && std::io::stderr().is_terminal() }
+        Bars {
+            bar: Mutex::new(None),
+            enabled: !quiet && std::io::stderr().is_terminal(),
+        }
     }
 }
 
@@ -25,10 +28,16 @@ impl Reporter for Bars {
         }
         let pb = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
         pb.set_style(
-            ProgressStyle::with_template("{msg:40!} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{msg:40!} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .expect("valid template"),
         );
-        pb.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        pb.set_message(
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
         *self.bar.lock().expect("not poisoned") = Some(pb);
     }
     fn progress(&self, bytes: u64) {

@@ -59,20 +59,27 @@ pub struct Plan {
 }
 
 fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
-    let rd = std::fs::read_dir(dir).map_err(|err| IngestError::Io { path: dir.to_path_buf(), err })?;
+    let rd = std::fs::read_dir(dir).map_err(|err| IngestError::Io {
+        path: dir.to_path_buf(),
+        err,
+    })?;
     let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
     v.sort();
     Ok(v)
 }
 
 fn file_name_lower(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 /// `patients.csv.gz` -> `patients`
 fn table_name(p: &Path) -> String {
     let n = file_name_lower(p);
-    n.trim_end_matches(".gz").trim_end_matches(".csv").to_string()
+    n.trim_end_matches(".gz")
+        .trim_end_matches(".csv")
+        .to_string()
 }
 
 fn find_table(dir: &Path, name: &str) -> Option<PathBuf> {
@@ -84,7 +91,9 @@ fn find_table(dir: &Path, name: &str) -> Option<PathBuf> {
 
 fn is_fhir_file(p: &Path) -> bool {
     let n = file_name_lower(p);
-    [".ndjson", ".ndjson.gz", ".json", ".json.gz", ".jsonl"].iter().any(|s| n.ends_with(s))
+    [".ndjson", ".ndjson.gz", ".json", ".json.gz", ".jsonl"]
+        .iter()
+        .any(|s| n.ends_with(s))
 }
 
 /// Guess the folder format from its marker files.
@@ -92,7 +101,9 @@ fn folder_format(dir: &Path) -> Option<Format> {
     if dir.join("metadata/dataset.json").exists() && dir.join("data").is_dir() {
         return Some(Format::Meds);
     }
-    if find_table(&dir.join("hosp"), "patients").is_some() || find_table(dir, "admissions").is_some() {
+    if find_table(&dir.join("hosp"), "patients").is_some()
+        || find_table(dir, "admissions").is_some()
+    {
         return Some(Format::Mimic);
     }
     if find_table(dir, "person").is_some() {
@@ -110,16 +121,33 @@ fn folder_format(dir: &Path) -> Option<Format> {
 
 /// The resource type a FHIR file name promises (`Patient.000.ndjson`, `Patient-x.json`).
 fn fhir_type_from_name(p: &Path) -> String {
-    let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let head: String = n.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
-    if head.chars().next().is_some_and(|c| c.is_ascii_uppercase()) { head } else { "document".into() }
+    if head.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
+        head
+    } else {
+        "document".into()
+    }
 }
 
 fn tabular_set(dir: &Path, format: Format) -> Result<InputSet, IngestError> {
-    let base = if format == Format::Mimic && dir.join("hosp").is_dir() { dir.join("hosp") } else { dir.to_path_buf() };
+    let base = if format == Format::Mimic && dir.join("hosp").is_dir() {
+        dir.join("hosp")
+    } else {
+        dir.to_path_buf()
+    };
     let (order, people): (Vec<&str>, &str) = match format {
-        Format::Synthea => (super::synthea::TABLES.iter().map(|t| t.0).collect(), "patients"),
-        Format::Mimic => (super::mimic::TABLES.iter().map(|t| t.0).collect(), "patients"),
+        Format::Synthea => (
+            super::synthea::TABLES.iter().map(|t| t.0).collect(),
+            "patients",
+        ),
+        Format::Mimic => (
+            super::mimic::TABLES.iter().map(|t| t.0).collect(),
+            "patients",
+        ),
         Format::Omop => (
             ["person", "visit_occurrence", "death"]
                 .into_iter()
@@ -132,15 +160,26 @@ fn tabular_set(dir: &Path, format: Format) -> Result<InputSet, IngestError> {
     let mut files = Vec::new();
     for t in order {
         if let Some(p) = find_table(&base, t) {
-            files.push(InputFile { path: p, format, table: t.to_string(), people: t == people });
+            files.push(InputFile {
+                path: p,
+                format,
+                table: t.to_string(),
+                people: t == people,
+            });
         } else if t == people {
             return Err(IngestError::Schema {
                 path: dir.to_path_buf(),
-                message: format!("a {format} export needs a {people} table ({people}.csv or {people}.csv.gz)"),
+                message: format!(
+                    "a {format} export needs a {people} table ({people}.csv or {people}.csv.gz)"
+                ),
             });
         }
     }
-    Ok(InputSet { root: dir.to_path_buf(), format, files })
+    Ok(InputSet {
+        root: dir.to_path_buf(),
+        format,
+        files,
+    })
 }
 
 /// Build the plan for the given paths.
@@ -158,12 +197,22 @@ pub fn plan(paths: &[PathBuf], forced: Option<Format>) -> Result<Plan, IngestErr
     }
     if !fhir.is_empty() {
         fhir.sort_by(|a, b| b.people.cmp(&a.people).then_with(|| a.path.cmp(&b.path)));
-        plan.sets.push(InputSet { root: PathBuf::new(), format: Format::Fhir, files: fhir });
+        plan.sets.push(InputSet {
+            root: PathBuf::new(),
+            format: Format::Fhir,
+            files: fhir,
+        });
     }
     Ok(plan)
 }
 
-fn walk(p: &Path, forced: Option<Format>, explicit: bool, plan: &mut Plan, fhir: &mut Vec<InputFile>) -> Result<(), IngestError> {
+fn walk(
+    p: &Path,
+    forced: Option<Format>,
+    explicit: bool,
+    plan: &mut Plan,
+    fhir: &mut Vec<InputFile>,
+) -> Result<(), IngestError> {
     if p.is_dir() {
         let fmt = match forced {
             Some(Format::Fhir) | None => folder_format(p),
@@ -173,11 +222,22 @@ fn walk(p: &Path, forced: Option<Format>, explicit: bool, plan: &mut Plan, fhir:
             Some(Format::Meds) => {
                 let files = super::meds::shards(p)
                     .into_iter()
-                    .map(|path| InputFile { path, format: Format::Meds, table: "data".into(), people: false })
+                    .map(|path| InputFile {
+                        path,
+                        format: Format::Meds,
+                        table: "data".into(),
+                        people: false,
+                    })
                     .collect();
-                plan.sets.push(InputSet { root: p.to_path_buf(), format: Format::Meds, files });
+                plan.sets.push(InputSet {
+                    root: p.to_path_buf(),
+                    format: Format::Meds,
+                    files,
+                });
             }
-            Some(f @ (Format::Mimic | Format::Omop | Format::Synthea)) => plan.sets.push(tabular_set(p, f)?),
+            Some(f @ (Format::Mimic | Format::Omop | Format::Synthea)) => {
+                plan.sets.push(tabular_set(p, f)?)
+            }
             _ => {
                 for child in list_dir(p)? {
                     walk(&child, forced, false, plan, fhir)?;
@@ -188,11 +248,17 @@ fn walk(p: &Path, forced: Option<Format>, explicit: bool, plan: &mut Plan, fhir:
     }
     if is_fhir_file(p) && matches!(forced, None | Some(Format::Fhir)) {
         if !explicit && !looks_like_fhir(p) {
-            plan.ignored.push((p.to_path_buf(), "JSON without a FHIR resourceType".into()));
+            plan.ignored
+                .push((p.to_path_buf(), "JSON without a FHIR resourceType".into()));
             return Ok(());
         }
         let table = fhir_type_from_name(p);
-        fhir.push(InputFile { path: p.to_path_buf(), format: Format::Fhir, people: table == "Patient", table });
+        fhir.push(InputFile {
+            path: p.to_path_buf(),
+            format: Format::Fhir,
+            people: table == "Patient",
+            table,
+        });
         return Ok(());
     }
     if explicit {
@@ -214,14 +280,17 @@ fn walk(p: &Path, forced: Option<Format>, explicit: bool, plan: &mut Plan, fhir:
             why: "not FHIR JSON/NDJSON, and not a table of a known export folder".into(),
         });
     }
-    plan.ignored.push((p.to_path_buf(), "not an input format".into()));
+    plan.ignored
+        .push((p.to_path_buf(), "not an input format".into()));
     Ok(())
 }
 
 /// Peek at the start of a JSON file for a FHIR resourceType.
 fn looks_like_fhir(p: &Path) -> bool {
     use std::io::Read;
-    let Ok(mut r) = super::io::open(p) else { return false };
+    let Ok(mut r) = super::io::open(p) else {
+        return false;
+    };
     let mut buf = vec![0u8; 16 * 1024];
     let mut n = 0;
     while n < buf.len() {

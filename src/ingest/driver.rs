@@ -8,7 +8,9 @@ use super::detect::{InputFile, InputSet, plan};
 use super::io::{LineBlocks, sha256_file, split_lines};
 use super::tabular::{self, load_lookup};
 use super::time::TimeContext;
-use super::{Chunk, Ctx, Format, Identity, IngestError, Quarantined, Tally, fhir, meds, mimic, omop, synthea};
+use super::{
+    Chunk, Ctx, Format, Identity, IngestError, Quarantined, Tally, fhir, meds, mimic, omop, synthea,
+};
 use crate::lake::commit::Transaction;
 use crate::lake::manifest::{InputRecord, RunRecord};
 use crate::lake::{Lake, shard_of, split_of, write};
@@ -121,7 +123,15 @@ struct Router {
 
 impl Router {
     fn new(shards: usize, limit: usize, scratch: PathBuf) -> Router {
-        Router { shards, buf: vec![Vec::new(); shards], buffered: 0, limit, spills: vec![Vec::new(); shards], scratch, nspill: 0 }
+        Router {
+            shards,
+            buf: vec![Vec::new(); shards],
+            buffered: 0,
+            limit,
+            spills: vec![Vec::new(); shards],
+            scratch,
+            nspill: 0,
+        }
     }
 
     fn push(&mut self, events: Vec<Event>) -> Result<(), IngestError> {
@@ -146,13 +156,28 @@ impl Router {
             .filter(|(_, b)| !b.is_empty())
             .map(|(i, b)| {
                 let p = scratch.join(format!("spill-{i:04}-{n:05}.arrow"));
-                let f = std::fs::File::create(&p).map_err(|err| IngestError::Io { path: p.clone(), err })?;
-                let mut w = arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(f), &event_schema())
-                    .map_err(|e| IngestError::Parquet { path: p.clone(), err: e.to_string() })?;
+                let f = std::fs::File::create(&p).map_err(|err| IngestError::Io {
+                    path: p.clone(),
+                    err,
+                })?;
+                let mut w = arrow::ipc::writer::FileWriter::try_new(
+                    std::io::BufWriter::new(f),
+                    &event_schema(),
+                )
+                .map_err(|e| IngestError::Parquet {
+                    path: p.clone(),
+                    err: e.to_string(),
+                })?;
                 for c in b.chunks(64 * 1024) {
-                    w.write(&to_batch(c)).map_err(|e| IngestError::Parquet { path: p.clone(), err: e.to_string() })?;
+                    w.write(&to_batch(c)).map_err(|e| IngestError::Parquet {
+                        path: p.clone(),
+                        err: e.to_string(),
+                    })?;
                 }
-                w.finish().map_err(|e| IngestError::Parquet { path: p.clone(), err: e.to_string() })?;
+                w.finish().map_err(|e| IngestError::Parquet {
+                    path: p.clone(),
+                    err: e.to_string(),
+                })?;
                 b.clear();
                 b.shrink_to_fit();
                 Ok((i, p))
@@ -168,18 +193,32 @@ impl Router {
     }
 
     fn touched(&self) -> Vec<usize> {
-        (0..self.shards).filter(|&i| !self.buf[i].is_empty() || !self.spills[i].is_empty()).collect()
+        (0..self.shards)
+            .filter(|&i| !self.buf[i].is_empty() || !self.spills[i].is_empty())
+            .collect()
     }
 
     fn take(&mut self, i: usize) -> Result<Vec<Event>, IngestError> {
         let mut out = std::mem::take(&mut self.buf[i]);
         for p in std::mem::take(&mut self.spills[i]) {
-            let f = std::fs::File::open(&p).map_err(|err| IngestError::Io { path: p.clone(), err })?;
+            let f = std::fs::File::open(&p).map_err(|err| IngestError::Io {
+                path: p.clone(),
+                err,
+            })?;
             let r = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(f), None)
-                .map_err(|e| IngestError::Parquet { path: p.clone(), err: e.to_string() })?;
+                .map_err(|e| IngestError::Parquet {
+                    path: p.clone(),
+                    err: e.to_string(),
+                })?;
             for b in r {
-                let b = b.map_err(|e| IngestError::Parquet { path: p.clone(), err: e.to_string() })?;
-                out.extend(from_batch(&b).map_err(|e| IngestError::Parquet { path: p.clone(), err: e.to_string() })?);
+                let b = b.map_err(|e| IngestError::Parquet {
+                    path: p.clone(),
+                    err: e.to_string(),
+                })?;
+                out.extend(from_batch(&b).map_err(|e| IngestError::Parquet {
+                    path: p.clone(),
+                    err: e.to_string(),
+                })?);
             }
             let _ = std::fs::remove_file(&p);
         }
@@ -293,7 +332,9 @@ pub fn run(
                     tally.add(&c.tally);
                     router.push(std::mem::take(&mut c.events))
                 };
-                read_file(f, set, &lookups, opts, &snapshot, &fid, &label, reporter, &mut sink)?;
+                read_file(
+                    f, set, &lookups, opts, &snapshot, &fid, &label, reporter, &mut sink,
+                )?;
             }
             reporter.file_done();
             debug_assert!(tally.balanced());
@@ -354,7 +395,10 @@ pub fn run(
         r.duplicates = dup_by_file.get(&r.file_id).copied().unwrap_or(0);
     }
     for fr in file_reports.iter_mut() {
-        if let Some(r) = records.iter().find(|r| r.path == fr.path && fr.status == "read") {
+        if let Some(r) = records
+            .iter()
+            .find(|r| r.path == fr.path && fr.status == "read")
+        {
             fr.duplicates = r.duplicates;
         }
     }
@@ -365,11 +409,19 @@ pub fn run(
     }
     let duplicates: u64 = records.iter().map(|r| r.duplicates).sum();
     let quarantined = collected.quarantine.len() as u64;
-    let reject_rate = if totals.rows_read == 0 { 0.0 } else { totals.rows_rejected as f64 / totals.rows_read as f64 };
+    let reject_rate = if totals.rows_read == 0 {
+        0.0
+    } else {
+        totals.rows_rejected as f64 / totals.rows_read as f64
+    };
     let mut report = IngestReport {
         run_id: run_id.clone(),
         files: file_reports,
-        ignored: plan.ignored.iter().map(|(p, r)| (p.display().to_string(), r.clone())).collect(),
+        ignored: plan
+            .ignored
+            .iter()
+            .map(|(p, r)| (p.display().to_string(), r.clone()))
+            .collect(),
         totals: totals.clone(),
         duplicates,
         events_written,
@@ -392,7 +444,10 @@ pub fn run(
     ids.append(&mut collected.identities);
     ids.sort();
     ids.dedup();
-    let splits: BTreeMap<i64, &'static str> = ids.iter().map(|i| (i.subject_id, split_of(i.subject_id))).collect();
+    let splits: BTreeMap<i64, &'static str> = ids
+        .iter()
+        .map(|i| (i.subject_id, split_of(i.subject_id)))
+        .collect();
     write::write_subject_map(&txn.path("metadata/subject_map.parquet")?, &ids)?;
     write::write_splits(&txn.path("metadata/subject_splits.parquet")?, &splits)?;
     write::write_codes(&txn.path("metadata/codes.parquet")?, &codes)?;
@@ -406,23 +461,39 @@ pub fn run(
         "code_modifier_columns": ["unit"],
         "other_extension_columns": ["end_time", "source_code", "source"],
     });
-    txn.put("metadata/dataset.json", serde_json::to_string_pretty(&dataset).expect("json").as_bytes())?;
+    txn.put(
+        "metadata/dataset.json",
+        serde_json::to_string_pretty(&dataset)
+            .expect("json")
+            .as_bytes(),
+    )?;
     let quarantine_file = if collected.quarantine.is_empty() {
         None
     } else {
         let rel = format!("quarantine/{run_id}.parquet");
-        collected.quarantine.sort_by(|a, b| (&a.file, a.row, &a.field).cmp(&(&b.file, b.row, &b.field)));
+        collected
+            .quarantine
+            .sort_by(|a, b| (&a.file, a.row, &a.field).cmp(&(&b.file, b.row, &b.field)));
         write::write_quarantine(&txn.path(&rel)?, &collected.quarantine)?;
         Some(rel)
     };
     report.committed = true;
-    txn.put(&format!("reports/{run_id}.json"), serde_json::to_string_pretty(&report).expect("json").as_bytes())?;
+    txn.put(
+        &format!("reports/{run_id}.json"),
+        serde_json::to_string_pretty(&report)
+            .expect("json")
+            .as_bytes(),
+    )?;
     lake.manifest.runs.push(RunRecord {
         run_id: run_id.clone(),
         engine_version: env!("CARGO_PKG_VERSION").into(),
         config_hash: opts.config_hash(),
         files_read: records.len(),
-        files_already_ingested: report.files.iter().filter(|f| f.status == "already_ingested").count(),
+        files_already_ingested: report
+            .files
+            .iter()
+            .filter(|f| f.status == "already_ingested")
+            .count(),
         rows_read: totals.rows_read,
         rows_rejected: totals.rows_rejected,
         events_produced: totals.events,
@@ -431,7 +502,12 @@ pub fn run(
         quarantine_file,
     });
     lake.manifest.inputs.extend(records);
-    txn.put("manifest.json", serde_json::to_string_pretty(&lake.manifest).expect("json").as_bytes())?;
+    txn.put(
+        "manifest.json",
+        serde_json::to_string_pretty(&lake.manifest)
+            .expect("json")
+            .as_bytes(),
+    )?;
     reporter.stage("committing");
     txn.commit()?;
     Ok(IngestOutcome { report })
@@ -456,7 +532,10 @@ pub fn merge_dedupe(events: &mut Vec<Event>, new_ids: &HashSet<String>) -> HashM
                 break;
             }
         }
-        let keep = group.iter().position(|e| !new_ids.contains(&fid(e))).unwrap_or(0);
+        let keep = group
+            .iter()
+            .position(|e| !new_ids.contains(&fid(e)))
+            .unwrap_or(0);
         for (k, e) in group.drain(..).enumerate() {
             if k == keep {
                 out.push(e);
@@ -485,35 +564,67 @@ impl SetLookups {
                 let mut concepts = HashMap::new();
                 let dir = &set.root;
                 let concept = std::fs::read_dir(dir)
-                    .map_err(|err| IngestError::Io { path: dir.clone(), err })?
+                    .map_err(|err| IngestError::Io {
+                        path: dir.clone(),
+                        err,
+                    })?
                     .flatten()
                     .map(|e| e.path())
-                    .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().eq_ignore_ascii_case("concept.csv")));
+                    .find(|p| {
+                        p.file_name().is_some_and(|n| {
+                            n.to_string_lossy().eq_ignore_ascii_case("concept.csv")
+                        })
+                    });
                 if let Some(cp) = concept {
-                    for r in load_lookup(&cp, &["concept_id", "vocabulary_id", "concept_code", "concept_name"])? {
+                    for r in load_lookup(
+                        &cp,
+                        &[
+                            "concept_id",
+                            "vocabulary_id",
+                            "concept_code",
+                            "concept_name",
+                        ],
+                    )? {
                         if let (Some(id), Some(v), Some(c)) = (&r[0], &r[1], &r[2])
                             && let Ok(id) = omop::parse_id("concept_id", id)
                         {
                             concepts.insert(
                                 id,
-                                omop::Concept { vocabulary: v.clone(), code: c.clone(), name: r[3].clone().unwrap_or_default() },
+                                omop::Concept {
+                                    vocabulary: v.clone(),
+                                    code: c.clone(),
+                                    name: r[3].clone().unwrap_or_default(),
+                                },
                             );
                         }
                     }
                 }
-                let export = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let export = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let mut persons = HashMap::new();
                 if let Some(pf) = set.files.iter().find(|f| f.people) {
                     let h = tabular::read_header(&pf.path)?;
-                    let cols: Vec<&str> = if h.has("person_source_value") { vec!["person_id", "person_source_value"] } else { vec!["person_id"] };
+                    let cols: Vec<&str> = if h.has("person_source_value") {
+                        vec!["person_id", "person_source_value"]
+                    } else {
+                        vec!["person_id"]
+                    };
                     for r in load_lookup(&pf.path, &cols)? {
-                        if let Some(Ok(pid)) = r[0].as_deref().map(|v| omop::parse_id("person_id", v)) {
+                        if let Some(Ok(pid)) =
+                            r[0].as_deref().map(|v| omop::parse_id("person_id", v))
+                        {
                             let sv = r.get(1).and_then(|x| x.as_deref());
                             persons.insert(pid, omop::OmopContext::identity_for(&export, pid, sv));
                         }
                     }
                 }
-                l.omop = Some(omop::OmopContext { concepts, persons, export });
+                l.omop = Some(omop::OmopContext {
+                    concepts,
+                    persons,
+                    export,
+                });
             }
             Format::Mimic => {
                 let mut m = mimic::MimicContext::default();
@@ -529,16 +640,30 @@ impl SetLookups {
                 if let Some(af) = set.files.iter().find(|f| f.table == "admissions") {
                     for r in load_lookup(&af.path, &["hadm_id", "admittime", "dischtime"])? {
                         if let (Some(h), Some(a), Some(d)) = (&r[0], &r[1], &r[2])
-                            && let (Ok(a), Ok(d)) = (ctx.time("admittime", a, true), ctx.time("dischtime", d, true))
+                            && let (Ok(a), Ok(d)) = (
+                                ctx.time("admittime", a, true),
+                                ctx.time("dischtime", d, true),
+                            )
                         {
                             m.admissions.insert(h.clone(), (a, d));
                         }
                     }
                 }
-                let base = if set.root.join("hosp").is_dir() { set.root.join("hosp") } else { set.root.clone() };
-                for (name, cols) in [("d_icd_diagnoses", ["icd_code", "icd_version", "long_title"]), ("d_labitems", ["itemid", "label", "fluid"])] {
+                let base = if set.root.join("hosp").is_dir() {
+                    set.root.join("hosp")
+                } else {
+                    set.root.clone()
+                };
+                for (name, cols) in [
+                    ("d_icd_diagnoses", ["icd_code", "icd_version", "long_title"]),
+                    ("d_labitems", ["itemid", "label", "fluid"]),
+                ] {
                     let p = base.join(format!("{name}.csv.gz"));
-                    let p = if p.exists() { p } else { base.join(format!("{name}.csv")) };
+                    let p = if p.exists() {
+                        p
+                    } else {
+                        base.join(format!("{name}.csv"))
+                    };
                     if !p.exists() {
                         continue;
                     }
@@ -592,26 +717,61 @@ fn read_file(
             meds::read_shard(&f.path, &name, &ctx, sink)
         }
         Format::Synthea => {
-            let req = synthea::TABLES.iter().find(|t| t.0 == f.table).map(|t| t.1).unwrap_or(&[]);
-            tabular::stream(&f.path, label, req, |row, c| synthea::convert(&f.table, &ctx, row, c), sink)
+            let req = synthea::TABLES
+                .iter()
+                .find(|t| t.0 == f.table)
+                .map(|t| t.1)
+                .unwrap_or(&[]);
+            tabular::stream(
+                &f.path,
+                label,
+                req,
+                |row, c| synthea::convert(&f.table, &ctx, row, c),
+                sink,
+            )
         }
         Format::Omop => {
             let o = lookups.omop.as_ref().expect("loaded for omop sets");
             let req = omop::required(&f.table);
             if f.people {
-                tabular::stream(&f.path, label, &req, |row, c| omop::person(o, &ctx, row, c), sink)
+                tabular::stream(
+                    &f.path,
+                    label,
+                    &req,
+                    |row, c| omop::person(o, &ctx, row, c),
+                    sink,
+                )
             } else {
-                tabular::stream(&f.path, label, &req, |row, c| omop::convert(o, &f.table, &ctx, row, c), sink)
+                tabular::stream(
+                    &f.path,
+                    label,
+                    &req,
+                    |row, c| omop::convert(o, &f.table, &ctx, row, c),
+                    sink,
+                )
             }
         }
         Format::Mimic => {
             let m = lookups.mimic.as_ref().expect("loaded for mimic sets");
-            let req = mimic::TABLES.iter().find(|t| t.0 == f.table).map(|t| t.1).unwrap_or(&[]);
+            let req = mimic::TABLES
+                .iter()
+                .find(|t| t.0 == f.table)
+                .map(|t| t.1)
+                .unwrap_or(&[]);
             if f.people && !lookups.descriptions.is_empty() {
-                let c = Chunk { descriptions: lookups.descriptions.clone(), ..Default::default() };
+                let c = Chunk {
+                    descriptions: lookups.descriptions.clone(),
+                    ..Default::default()
+                };
                 sink(c)?;
             }
-            tabular::stream(&f.path, label, req, |row, c| mimic::convert(m, &f.table, &ctx, row, c), sink)
+            tabular::stream(
+                &f.path,
+                label,
+                req,
+                |row, c| mimic::convert(m, &f.table, &ctx, row, c),
+                sink,
+            )
         }
     }
 }
@@ -623,15 +783,24 @@ fn read_fhir(
     reporter: &dyn Reporter,
     sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,
 ) -> Result<(), IngestError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    let lines = name.ends_with(".ndjson") || name.ends_with(".ndjson.gz") || name.ends_with(".jsonl");
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let lines =
+        name.ends_with(".ndjson") || name.ends_with(".ndjson.gz") || name.ends_with(".jsonl");
     if !lines {
         use std::io::Read;
         let mut text = String::new();
         let mut r = super::io::open(path)?;
         if let Err(e) = r.read_to_string(&mut text) {
             let mut c = Chunk::default();
-            c.reject(ctx.file, 1, &text, super::Reject::new("*", "truncated_gzip", "", format!("a complete file ({e})")));
+            c.reject(
+                ctx.file,
+                1,
+                &text,
+                super::Reject::new("*", "truncated_gzip", "", format!("a complete file ({e})")),
+            );
             return sink(c);
         }
         reporter.progress(text.len() as u64);
@@ -641,7 +810,10 @@ fn read_fhir(
     let mut blocks = LineBlocks::new(super::io::open(path)?, opts.block_bytes);
     while let Some(block) = blocks.next_block() {
         let pieces = split_lines(&block, parts);
-        let chunks: Vec<Chunk> = pieces.par_iter().map(|(line, data)| fhir::read_lines(data, *line, ctx)).collect();
+        let chunks: Vec<Chunk> = pieces
+            .par_iter()
+            .map(|(line, data)| fhir::read_lines(data, *line, ctx))
+            .collect();
         let mut merged = Chunk::default();
         for c in chunks {
             merged.merge(c);
@@ -655,7 +827,15 @@ fn read_fhir(
             ctx.file,
             t.line,
             &t.partial,
-            super::Reject::new("*", "truncated_gzip", "", format!("a complete gzip stream; it broke off at this line ({})", t.error)),
+            super::Reject::new(
+                "*",
+                "truncated_gzip",
+                "",
+                format!(
+                    "a complete gzip stream; it broke off at this line ({})",
+                    t.error
+                ),
+            ),
         );
         sink(c)?;
     }

@@ -7,7 +7,9 @@
 
 use super::{Chunk, Ctx, Identity, Reject, measurement};
 use crate::schema::Event;
-use crate::schema::codes::{encounter_code, fhir_vocab, gender_code, normalize, preference_rank};
+use crate::schema::codes::{
+    Kind, encounter_code, fhir_vocab, gender_code, normalize, preference_rank,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -265,7 +267,10 @@ struct Scope {
 }
 
 /// Pick the preferred coding of a CodeableConcept: (`code`, `source_code`, description).
-fn pick_code(cc: &CodeableConcept) -> Result<(String, Option<String>, Option<String>), Reject> {
+fn pick_code(
+    cc: &CodeableConcept,
+    kind: Kind,
+) -> Result<(String, Option<String>, Option<String>), Reject> {
     let mut known: Vec<(usize, String, Option<String>)> = Vec::new();
     let mut first_unknown: Option<(String, Option<String>)> = None;
     for c in &cc.coding {
@@ -276,7 +281,11 @@ fn pick_code(cc: &CodeableConcept) -> Result<(String, Option<String>, Option<Str
             Some(v) => {
                 let norm = normalize(v, code)
                     .map_err(|e| Reject::new("code", "bad_code", code, e.to_string()))?;
-                known.push((preference_rank(v), norm, c.display.as_deref().map(String::from)));
+                known.push((
+                    preference_rank(kind, v),
+                    norm,
+                    c.display.as_deref().map(String::from),
+                ));
             }
             None => {
                 if first_unknown.is_none() {
@@ -288,15 +297,22 @@ fn pick_code(cc: &CodeableConcept) -> Result<(String, Option<String>, Option<Str
             }
         }
     }
-    known.sort_by_key(|k| k.0);
+    known.sort_by_key(|k| k.0); // stable: equal ranks keep the source order
     let mut it = known.into_iter();
     if let Some((_, code, desc)) = it.next() {
-        let alt = it.next().map(|k| k.1).or_else(|| first_unknown.map(|u| u.0));
+        let alt = it
+            .next()
+            .map(|k| k.1)
+            .or_else(|| first_unknown.map(|u| u.0));
         let desc = desc.or_else(|| cc.text.as_deref().map(String::from));
         return Ok((code, alt, desc));
     }
     if let Some((code, desc)) = first_unknown {
-        return Ok((code, None, desc.or_else(|| cc.text.as_deref().map(String::from))));
+        return Ok((
+            code,
+            None,
+            desc.or_else(|| cc.text.as_deref().map(String::from)),
+        ));
     }
     Err(Reject::new(
         "code",
@@ -313,6 +329,11 @@ fn reference_id(r: &str, scope: &Scope) -> Option<(String, bool)> {
     if let Some(u) = r.strip_prefix("urn:uuid:") {
         return Some((u.to_string(), true));
     }
+    // A versioned reference `Patient/45/_history/2` names the same patient.
+    let r = match r.find("/_history/") {
+        Some(i) => &r[..i],
+        None => r,
+    };
     let mut parts = r.rsplitn(3, '/');
     let id = parts.next()?;
     let ty = parts.next()?;
@@ -339,10 +360,12 @@ impl Row<'_, '_> {
                 if self.scope.local_known.contains(&ident.subject_id) {
                     Ok(ident.subject_id)
                 } else {
-                    self.ctx.require_known("subject.reference", &ident).map_err(|mut e| {
-                        e.value = r.to_string();
-                        e
-                    })
+                    self.ctx
+                        .require_known("subject.reference", &ident)
+                        .map_err(|mut e| {
+                            e.value = r.to_string();
+                            e
+                        })
                 }
             }
             _ => Err(Reject::new(
@@ -378,7 +401,9 @@ impl Row<'_, '_> {
 
 fn status_skip(rt: &str, status: Option<&str>) -> Option<String> {
     match status {
-        Some(s @ ("entered-in-error" | "cancelled" | "refuted")) => Some(format!("{rt} status {s}")),
+        Some(s @ ("entered-in-error" | "cancelled" | "refuted")) => {
+            Some(format!("{rt} status {s}"))
+        }
         _ => None,
     }
 }
@@ -389,8 +414,17 @@ enum Outcome {
     Skip(String),
 }
 
-fn patient(res: &Resource, row: &Row, c: &mut Chunk, raw: &str) -> Result<(Identity, Vec<Event>), Reject> {
-    let id = res.id.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| Reject::missing("id"))?;
+fn patient(
+    res: &Resource,
+    row: &Row,
+    c: &mut Chunk,
+    raw: &str,
+) -> Result<(Identity, Vec<Event>), Reject> {
+    let id = res
+        .id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Reject::missing("id"))?;
     let ident = Identity::new(PATIENT_ID_SYSTEM, id);
     let mut out = Vec::new();
     let birth = match res.birth_date.as_deref() {
@@ -468,18 +502,21 @@ fn patient(res: &Resource, row: &Row, c: &mut Chunk, raw: &str) -> Result<(Ident
     Ok((ident, out))
 }
 
-fn observation_value(
-    e: Event,
-    field: &str,
-    v: &Value,
-) -> Result<Option<Event>, Reject> {
+fn observation_value(e: Event, field: &str, v: &Value) -> Result<Option<Event>, Reject> {
     let mut e = e;
     if let Some(q) = v.quantity {
         let Some(x) = q.value else {
             return Err(Reject::missing(&format!("{field}Quantity.value")));
         };
-        let ucum = q.system.as_deref().is_some_and(|s| s.contains("unitsofmeasure"));
-        let unit = if ucum { q.code.as_deref().or(q.unit.as_deref()) } else { q.unit.as_deref().or(q.code.as_deref()) };
+        let ucum = q
+            .system
+            .as_deref()
+            .is_some_and(|s| s.contains("unitsofmeasure"));
+        let unit = if ucum {
+            q.code.as_deref().or(q.unit.as_deref())
+        } else {
+            q.unit.as_deref().or(q.code.as_deref())
+        };
         let mut m = measurement(e, &format!("{field}Quantity"), x, unit)?;
         if let Some(cmp) = q.comparator.as_deref() {
             m.text_value = Some(cmp.to_string());
@@ -541,10 +578,19 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
     match rt {
         "Encounter" => {
             let sid = row.subject(res)?;
-            let p = res.period.as_ref().ok_or_else(|| Reject::missing("period.start"))?;
-            let start = p.start.as_deref().ok_or_else(|| Reject::missing("period.start"))?;
+            let p = res
+                .period
+                .as_ref()
+                .ok_or_else(|| Reject::missing("period.start"))?;
+            let start = p
+                .start
+                .as_deref()
+                .ok_or_else(|| Reject::missing("period.start"))?;
             let class: Option<Coding> = res.class.and_then(|r| serde_json::from_str(r.get()).ok());
-            let class_code = class.as_ref().and_then(|c| c.code.as_deref()).unwrap_or("UNK");
+            let class_code = class
+                .as_ref()
+                .and_then(|c| c.code.as_deref())
+                .unwrap_or("UNK");
             let mut e = row.base(sid, rt);
             e.time = Some(row.time("period.start", start)?);
             e.end_time = match p.end.as_deref() {
@@ -557,16 +603,24 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
         }
         "Condition" => {
             if let Some(vs) = &res.verification_status
-                && vs.coding.iter().any(|c| matches!(c.code.as_deref(), Some("entered-in-error" | "refuted")))
+                && vs
+                    .coding
+                    .iter()
+                    .any(|c| matches!(c.code.as_deref(), Some("entered-in-error" | "refuted")))
             {
-                return Ok(Outcome::Skip("Condition verificationStatus refuted/entered-in-error".into()));
+                return Ok(Outcome::Skip(
+                    "Condition verificationStatus refuted/entered-in-error".into(),
+                ));
             }
             let sid = row.subject(res)?;
             let cc = res.code.as_ref().ok_or_else(|| Reject::missing("code"))?;
-            let (code, alt, desc) = pick_code(cc)?;
+            let (code, alt, desc) = pick_code(cc, Kind::Condition)?;
             let (f, t) = first_time(&[
                 ("onsetDateTime", res.onset_date_time.as_deref()),
-                ("onsetPeriod.start", res.onset_period.as_ref().and_then(|p| p.start.as_deref())),
+                (
+                    "onsetPeriod.start",
+                    res.onset_period.as_ref().and_then(|p| p.start.as_deref()),
+                ),
                 ("recordedDate", res.recorded_date.as_deref()),
             ])
             .ok_or_else(|| Reject::missing("onsetDateTime"))?;
@@ -587,11 +641,16 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
         "Observation" => {
             let sid = row.subject(res)?;
             let cc = res.code.as_ref().ok_or_else(|| Reject::missing("code"))?;
-            let (code, alt, desc) = pick_code(cc)?;
+            let (code, alt, desc) = pick_code(cc, Kind::Observation)?;
             let (f, t) = first_time(&[
                 ("effectiveDateTime", res.effective_date_time.as_deref()),
                 ("effectiveInstant", res.effective_instant.as_deref()),
-                ("effectivePeriod.start", res.effective_period.as_ref().and_then(|p| p.start.as_deref())),
+                (
+                    "effectivePeriod.start",
+                    res.effective_period
+                        .as_ref()
+                        .and_then(|p| p.start.as_deref()),
+                ),
                 ("issued", res.issued.as_deref()),
             ])
             .ok_or_else(|| Reject::missing("effective[x]"))?;
@@ -605,11 +664,13 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
                 let Some(ccc) = comp.code.as_ref() else {
                     return Err(Reject::missing(&format!("component[{i}].code")));
                 };
-                let (ccode, calt, cdesc) = pick_code(ccc)?;
+                let (ccode, calt, cdesc) = pick_code(ccc, Kind::Observation)?;
                 let mut e = base.clone();
                 e.code = ccode.clone();
                 e.source_code = calt;
-                if let Some(ev) = observation_value(e, &format!("component[{i}].value"), &value_view!(comp))? {
+                if let Some(ev) =
+                    observation_value(e, &format!("component[{i}].value"), &value_view!(comp))?
+                {
                     if let Some(d) = cdesc {
                         descs.push((ev.code.clone(), d));
                     }
@@ -640,8 +701,12 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
         "MedicationRequest" | "MedicationStatement" => {
             let sid = row.subject(res)?;
             let (code, alt, desc) = if let Some(cc) = &res.medication_concept {
-                pick_code(cc)?
-            } else if let Some(r) = res.medication_reference.as_ref().and_then(|r| r.reference.as_deref()) {
+                pick_code(cc, Kind::Medication)?
+            } else if let Some(r) = res
+                .medication_reference
+                .as_ref()
+                .and_then(|r| r.reference.as_deref())
+            {
                 row.scope.medications.get(r).cloned().ok_or_else(|| {
                     Reject::new(
                         "medicationReference",
@@ -656,10 +721,21 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
             let (f, t) = first_time(&[
                 ("authoredOn", res.authored_on.as_deref()),
                 ("effectiveDateTime", res.effective_date_time.as_deref()),
-                ("effectivePeriod.start", res.effective_period.as_ref().and_then(|p| p.start.as_deref())),
+                (
+                    "effectivePeriod.start",
+                    res.effective_period
+                        .as_ref()
+                        .and_then(|p| p.start.as_deref()),
+                ),
                 ("dateAsserted", res.date_asserted.as_deref()),
             ])
-            .ok_or_else(|| Reject::missing(if rt == "MedicationRequest" { "authoredOn" } else { "effective[x]" }))?;
+            .ok_or_else(|| {
+                Reject::missing(if rt == "MedicationRequest" {
+                    "authoredOn"
+                } else {
+                    "effective[x]"
+                })
+            })?;
             let mut e = row.base(sid, rt);
             e.time = Some(row.time(f, t)?);
             e.end_time = match res.effective_period.as_ref().and_then(|p| p.end.as_deref()) {
@@ -677,10 +753,15 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
         "Procedure" => {
             let sid = row.subject(res)?;
             let cc = res.code.as_ref().ok_or_else(|| Reject::missing("code"))?;
-            let (code, alt, desc) = pick_code(cc)?;
+            let (code, alt, desc) = pick_code(cc, Kind::Procedure)?;
             let (f, t) = first_time(&[
                 ("performedDateTime", res.performed_date_time.as_deref()),
-                ("performedPeriod.start", res.performed_period.as_ref().and_then(|p| p.start.as_deref())),
+                (
+                    "performedPeriod.start",
+                    res.performed_period
+                        .as_ref()
+                        .and_then(|p| p.start.as_deref()),
+                ),
             ])
             .ok_or_else(|| Reject::missing("performed[x]"))?;
             let mut e = row.base(sid, rt);
@@ -697,14 +778,37 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
             e.visit_id = row.visit(res);
             Ok(Outcome::Events(vec![e]))
         }
-        "Medication" => Ok(Outcome::Skip("Medication (used to resolve references)".into())),
+        "Medication" => Ok(Outcome::Skip(
+            "Medication (used to resolve references)".into(),
+        )),
         "" => Err(Reject::missing("resourceType")),
         other => Ok(Outcome::Skip(format!("resource type {other} not used"))),
     }
 }
 
+/// The first `"resourceType": "X"` in the text, found without parsing the whole resource, so
+/// types this engine does not use (Claim, ExplanationOfBenefit...) cost a byte scan, and their
+/// fields, which may share names with ours but not shapes, are never deserialised.
+fn peek_type(raw: &str) -> Option<&str> {
+    let at = memchr::memmem::find(raw.as_bytes(), b"\"resourceType\"")?;
+    let rest = raw[at + 14..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let end = rest.find('"')?;
+    Some(&rest[..end])
+}
+
 /// Handle one JSON text that is a resource (or a Bundle). `row` is its line or entry number.
 fn one_resource(raw: &str, row: u64, ctx: &Ctx, scope: &Scope, c: &mut Chunk) {
+    if let Some(t) = peek_type(raw)
+        && t != "Bundle"
+        && !USED.contains(&t)
+    {
+        c.skip(&format!("resource type {t} not used"));
+        return;
+    }
     let res: Resource = match serde_json::from_str(raw) {
         Ok(r) => r,
         Err(e) => {
@@ -712,7 +816,12 @@ fn one_resource(raw: &str, row: u64, ctx: &Ctx, scope: &Scope, c: &mut Chunk) {
                 ctx.file,
                 row,
                 raw,
-                Reject::new("*", "malformed_json", "", format!("one FHIR resource as a JSON object ({e})")),
+                Reject::new(
+                    "*",
+                    "malformed_json",
+                    "",
+                    format!("one FHIR resource as a JSON object ({e})"),
+                ),
             );
             return;
         }
@@ -741,16 +850,22 @@ fn one_resource(raw: &str, row: u64, ctx: &Ctx, scope: &Scope, c: &mut Chunk) {
 }
 
 /// Flatten a bundle's entries (recursively) into (entry number, fullUrl, raw resource).
-fn flatten<'a>(res: &Resource<'a>, out: &mut Vec<(Option<String>, &'a RawValue)>, skipped: &mut u64) {
+fn flatten<'a>(
+    res: &Resource<'a>,
+    out: &mut Vec<(Option<String>, &'a RawValue)>,
+    skipped: &mut u64,
+) {
     for e in &res.entry {
         match e.resource {
             Some(r) => {
-                let inner: Option<Resource> = serde_json::from_str(r.get()).ok();
+                let inner: Option<Resource> = if peek_type(r.get()) == Some("Bundle") {
+                    serde_json::from_str(r.get()).ok()
+                } else {
+                    None
+                };
                 match inner {
-                    Some(inner) if inner.resource_type.as_deref() == Some("Bundle") => {
-                        flatten(&inner, out, skipped)
-                    }
-                    _ => out.push((e.full_url.as_deref().map(String::from), r)),
+                    Some(inner) => flatten(&inner, out, skipped),
+                    None => out.push((e.full_url.as_deref().map(String::from), r)),
                 }
             }
             None => *skipped += 1,
@@ -763,7 +878,7 @@ fn medication_code(raw: &RawValue) -> Option<(String, Option<String>, Option<Str
     if r.resource_type.as_deref() != Some("Medication") {
         return None;
     }
-    pick_code(r.code.as_ref()?).ok()
+    pick_code(r.code.as_ref()?, Kind::Medication).ok()
 }
 
 fn bundle(res: &Resource, ctx: &Ctx, c: &mut Chunk) {
@@ -777,6 +892,9 @@ fn bundle(res: &Resource, ctx: &Ctx, c: &mut Chunk) {
     // First: Patients and Medications, so that entries can reference them in any order.
     let mut patient_rows = Vec::new();
     for (i, (full_url, raw)) in entries.iter().enumerate() {
+        if !matches!(peek_type(raw.get()), Some("Patient" | "Medication")) {
+            continue;
+        }
         let probe: Option<Resource> = serde_json::from_str(raw.get()).ok();
         let Some(p) = probe else { continue };
         match p.resource_type.as_deref() {
@@ -806,18 +924,23 @@ fn bundle(res: &Resource, ctx: &Ctx, c: &mut Chunk) {
             scope.local_known.insert(id.subject_id);
         }
     }
+    let patient_rows: HashSet<usize> = patient_rows.into_iter().collect();
     for (i, (_, raw)) in entries.iter().enumerate() {
         if patient_rows.contains(&i) {
             continue;
         }
         let text = raw.get();
-        let mut local = Scope {
-            patient_urls: scope.patient_urls.clone(),
-            medications: scope.medications.clone(),
-            local_known: scope.local_known.clone(),
-        };
-        add_contained(text, &mut local);
-        one_resource(text, i as u64 + 1, ctx, &local, c);
+        if text.contains("\"contained\"") {
+            let mut local = Scope {
+                patient_urls: scope.patient_urls.clone(),
+                medications: scope.medications.clone(),
+                local_known: scope.local_known.clone(),
+            };
+            add_contained(text, &mut local);
+            one_resource(text, i as u64 + 1, ctx, &local, c);
+        } else {
+            one_resource(text, i as u64 + 1, ctx, &scope, c);
+        }
     }
 }
 
@@ -840,21 +963,24 @@ fn add_contained(text: &str, scope: &mut Scope) {
 /// Parse a run of NDJSON lines starting at line `first_line`.
 pub fn read_lines(data: &[u8], first_line: u64, ctx: &Ctx) -> Chunk {
     let mut c = Chunk::default();
-    let mut line = first_line;
-    for raw in data.split(|b| *b == b'\n') {
-        let this = line;
-        line += 1;
+    // Every line ends with '\n' (the block reader guarantees it), so the piece after the last
+    // newline is empty and is not a line.
+    let lines = memchr::memchr_iter(b'\n', data).count();
+    for (this, raw) in (first_line..).zip(data.split(|b| *b == b'\n').take(lines)) {
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
-            if this < first_line + memchr::memchr_iter(b'\n', data).count() as u64 {
-                c.skip("blank line");
-            }
+            c.skip("blank line");
             continue;
         }
         let text = match std::str::from_utf8(raw) {
             Ok(t) => t,
             Err(e) => {
                 let lossy = String::from_utf8_lossy(raw);
-                c.reject(ctx.file, this, &lossy, Reject::new("*", "malformed_json", "", format!("UTF-8 text ({e})")));
+                c.reject(
+                    ctx.file,
+                    this,
+                    &lossy,
+                    Reject::new("*", "malformed_json", "", format!("UTF-8 text ({e})")),
+                );
                 continue;
             }
         };

@@ -10,18 +10,24 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IngestError + '_ {
-    move |err| IngestError::Io { path: path.to_path_buf(), err }
+    move |err| IngestError::Io {
+        path: path.to_path_buf(),
+        err,
+    }
 }
 
 pub fn is_gz(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
 /// Open a file, decompressing `.gz` transparently.
 pub fn open(path: &Path) -> Result<Box<dyn Read + Send>, IngestError> {
     let f = File::open(path).map_err(io_err(path))?;
     if is_gz(path) {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f))))
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(
+            BufReader::with_capacity(1 << 20, f),
+        )))
     } else {
         Ok(Box::new(f))
     }

@@ -15,8 +15,16 @@ pub fn dataset_name(root: &Path) -> String {
     std::fs::read_to_string(root.join("metadata/dataset.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("dataset_name").and_then(|n| n.as_str()).map(String::from))
-        .unwrap_or_else(|| root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        .and_then(|v| {
+            v.get("dataset_name")
+                .and_then(|n| n.as_str())
+                .map(String::from)
+        })
+        .unwrap_or_else(|| {
+            root.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
 }
 
 /// All data shards, sorted.
@@ -46,15 +54,28 @@ pub fn read_shard(
     ctx: &Ctx,
     sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,
 ) -> Result<(), IngestError> {
-    let perr = |e: &dyn std::fmt::Display| IngestError::Parquet { path: path.to_path_buf(), err: e.to_string() };
-    let file = std::fs::File::open(path).map_err(|err| IngestError::Io { path: path.to_path_buf(), err })?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(&e))?.with_batch_size(65536).build().map_err(|e| perr(&e))?;
+    let perr = |e: &dyn std::fmt::Display| IngestError::Parquet {
+        path: path.to_path_buf(),
+        err: e.to_string(),
+    };
+    let file = std::fs::File::open(path).map_err(|err| IngestError::Io {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| perr(&e))?
+        .with_batch_size(65536)
+        .build()
+        .map_err(|e| perr(&e))?;
     let system = format!("meds:{dataset}");
     let mut row = 0u64;
     let mut seen: HashSet<i64> = HashSet::new();
     for batch in reader {
         let batch = batch.map_err(|e| perr(&e))?;
-        let events = from_batch(&batch).map_err(|e| IngestError::Schema { path: path.to_path_buf(), message: e.to_string() })?;
+        let events = from_batch(&batch).map_err(|e| IngestError::Schema {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         let mut c = Chunk::default();
         for mut e in events {
             row += 1;

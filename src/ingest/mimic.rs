@@ -16,12 +16,24 @@ pub const SYSTEM: &str = "mimic-subject";
 
 /// Tables read, in order (patients first), with required columns.
 pub const TABLES: [(&str, &[&str]); 6] = [
-    ("patients", &["subject_id", "gender", "anchor_age", "anchor_year"]),
-    ("admissions", &["subject_id", "hadm_id", "admittime", "dischtime"]),
-    ("diagnoses_icd", &["subject_id", "hadm_id", "icd_code", "icd_version"]),
+    (
+        "patients",
+        &["subject_id", "gender", "anchor_age", "anchor_year"],
+    ),
+    (
+        "admissions",
+        &["subject_id", "hadm_id", "admittime", "dischtime"],
+    ),
+    (
+        "diagnoses_icd",
+        &["subject_id", "hadm_id", "icd_code", "icd_version"],
+    ),
     ("labevents", &["subject_id", "itemid", "charttime"]),
     ("prescriptions", &["subject_id", "starttime", "drug"]),
-    ("procedures_icd", &["subject_id", "chartdate", "icd_code", "icd_version"]),
+    (
+        "procedures_icd",
+        &["subject_id", "chartdate", "icd_code", "icd_version"],
+    ),
 ];
 
 /// Lookups shared by the tables of one MIMIC export.
@@ -87,7 +99,12 @@ pub fn convert(m: &MimicContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chun
             if let Some(dod) = row.get("dod") {
                 let d = ctx.time("dod", dod, true)?;
                 if d < birth {
-                    return Err(Reject::new("dod", "birth_after_death", dod, "a death after the birth year"));
+                    return Err(Reject::new(
+                        "dod",
+                        "birth_after_death",
+                        dod,
+                        "a death after the birth year",
+                    ));
                 }
                 let mut e = base(ctx, row, table, sid);
                 e.time = Some(d);
@@ -118,7 +135,12 @@ pub fn convert(m: &MimicContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chun
             let sid = subject(ctx, row)?;
             let h = row.req("hadm_id")?;
             let (_, disch) = m.admissions.get(h).copied().ok_or_else(|| {
-                Reject::new("hadm_id", "unresolved_reference", h, "an admission present in admissions.csv")
+                Reject::new(
+                    "hadm_id",
+                    "unresolved_reference",
+                    h,
+                    "an admission present in admissions.csv",
+                )
             })?;
             let mut e = base(ctx, row, table, sid);
             e.time = Some(disch);
@@ -163,7 +185,9 @@ pub fn convert(m: &MimicContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chun
             e.time = Some(ctx.time("starttime", row.req("starttime")?, true)?);
             e.end_time = ctx.opt_time("stoptime", row.get("stoptime"), true)?;
             let drug = row.req("drug")?;
-            let ndc = row.get("ndc").filter(|n| n.trim_start_matches('0').len() > 0);
+            let ndc = row
+                .get("ndc")
+                .filter(|n| !n.trim_start_matches('0').is_empty());
             e.code = match ndc.map(|n| normalize("NDC", n)) {
                 Some(Ok(c)) => c,
                 _ => format!("MIMIC_DRUG//{}", drug.to_ascii_uppercase()),

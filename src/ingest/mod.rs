@@ -34,8 +34,14 @@ pub enum IngestError {
     Io { path: PathBuf, err: std::io::Error },
     #[error("{path}: cannot tell the format ({why}); pass --format")]
     UnknownFormat { path: PathBuf, why: String },
-    #[error("{path}: column {column:?} is required but missing; expected columns include {expected}")]
-    MissingColumn { path: PathBuf, column: String, expected: String },
+    #[error(
+        "{path}: column {column:?} is required but missing; expected columns include {expected}"
+    )]
+    MissingColumn {
+        path: PathBuf,
+        column: String,
+        expected: String,
+    },
     #[error("{path}: {message}")]
     Schema { path: PathBuf, message: String },
     #[error("{path}: {err}")]
@@ -72,11 +78,26 @@ pub struct Reject {
 }
 
 impl Reject {
-    pub fn new(field: &str, reason: &'static str, value: impl Into<String>, message: impl Into<String>) -> Self {
-        Reject { field: field.to_string(), reason, value: value.into(), message: message.into() }
+    pub fn new(
+        field: &str,
+        reason: &'static str,
+        value: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Reject {
+            field: field.to_string(),
+            reason,
+            value: value.into(),
+            message: message.into(),
+        }
     }
     pub fn missing(field: &str) -> Self {
-        Reject::new(field, "missing_field", "", format!("a value for required field {field}"))
+        Reject::new(
+            field,
+            "missing_field",
+            "",
+            format!("a value for required field {field}"),
+        )
     }
 }
 
@@ -90,7 +111,11 @@ pub struct Identity {
 
 impl Identity {
     pub fn new(system: &str, value: &str) -> Identity {
-        Identity { subject_id: subject_id_for(system, value), system: system.into(), value: value.into() }
+        Identity {
+            subject_id: subject_id_for(system, value),
+            system: system.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -174,7 +199,11 @@ impl Chunk {
     pub fn reject(&mut self, file: &str, row: u64, raw: &str, r: Reject) {
         self.tally.rows_read += 1;
         self.tally.rows_rejected += 1;
-        *self.tally.rejected_by_reason.entry(r.reason.to_string()).or_default() += 1;
+        *self
+            .tally
+            .rejected_by_reason
+            .entry(r.reason.to_string())
+            .or_default() += 1;
         self.quarantine.push(Quarantined {
             file: file.to_string(),
             row,
@@ -189,7 +218,11 @@ impl Chunk {
     /// Record one quarantined field inside a row that is otherwise accepted.
     pub fn reject_field(&mut self, file: &str, row: u64, raw: &str, r: Reject) {
         self.tally.fields_rejected += 1;
-        *self.tally.rejected_by_reason.entry(r.reason.to_string()).or_default() += 1;
+        *self
+            .tally
+            .rejected_by_reason
+            .entry(r.reason.to_string())
+            .or_default() += 1;
         self.quarantine.push(Quarantined {
             file: file.to_string(),
             row,
@@ -205,7 +238,11 @@ impl Chunk {
     pub fn skip(&mut self, reason: &str) {
         self.tally.rows_read += 1;
         self.tally.rows_skipped += 1;
-        *self.tally.skipped_by_reason.entry(reason.to_string()).or_default() += 1;
+        *self
+            .tally
+            .skipped_by_reason
+            .entry(reason.to_string())
+            .or_default() += 1;
     }
 }
 
@@ -245,14 +282,22 @@ impl Ctx<'_> {
                 field,
                 "future_event",
                 value,
-                format!("a time no later than {}", time::format_micros(self.max_event_time)),
+                format!(
+                    "a time no later than {}",
+                    time::format_micros(self.max_event_time)
+                ),
             ));
         }
         Ok(t)
     }
 
     /// Optional timestamp: empty means absent; anything else must parse.
-    pub fn opt_time(&self, field: &str, value: Option<&str>, shifted: bool) -> Result<Option<i64>, Reject> {
+    pub fn opt_time(
+        &self,
+        field: &str,
+        value: Option<&str>,
+        shifted: bool,
+    ) -> Result<Option<i64>, Reject> {
         match value.map(str::trim) {
             None | Some("") => Ok(None),
             Some(v) => self.time(field, v, shifted).map(Some),
@@ -283,22 +328,39 @@ pub fn parse_number(field: &str, v: &str) -> Result<f64, Reject> {
     let t = v.trim();
     match t.parse::<f64>() {
         Ok(x) if x.is_finite() => Ok(x),
-        _ => Err(Reject::new(field, "bad_number", v, "a finite decimal number")),
+        _ => Err(Reject::new(
+            field,
+            "bad_number",
+            v,
+            "a finite decimal number",
+        )),
     }
 }
 
 /// Build a measurement event: canonical code/unit/value for known concepts (or the reason it
 /// is rejected), the value and unit as written for everything else.
-pub fn measurement(mut e: Event, field: &str, value: f64, unit: Option<&str>) -> Result<Event, Reject> {
+pub fn measurement(
+    mut e: Event,
+    field: &str,
+    value: f64,
+    unit: Option<&str>,
+) -> Result<Event, Reject> {
     match units().canonicalize(&e.code, value, unit) {
         Ok(Some(c)) => {
+            if c.code != e.code && e.source_code.is_none() {
+                // keep the code the source wrote (e.g. LOINC 35200-5) beside the canonical one
+                e.source_code = Some(std::mem::take(&mut e.code));
+            }
             e.code = c.code;
             e.numeric_value = Some(c.value as f32);
             e.unit = Some(c.unit);
         }
         Ok(None) => {
             e.numeric_value = Some(value as f32);
-            e.unit = unit.map(str::trim).filter(|u| !u.is_empty()).map(String::from);
+            e.unit = unit
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(String::from);
         }
         Err(p) => {
             let value = match &p {

@@ -83,7 +83,12 @@ pub const EVENT_TABLES: [TableSpec; 5] = [
 pub fn required(table: &str) -> Vec<&'static str> {
     match table {
         "person" => vec!["person_id", "gender_concept_id", "year_of_birth"],
-        "visit_occurrence" => vec!["visit_occurrence_id", "person_id", "visit_concept_id", "visit_start_date"],
+        "visit_occurrence" => vec![
+            "visit_occurrence_id",
+            "person_id",
+            "visit_concept_id",
+            "visit_start_date",
+        ],
         "death" => vec!["person_id", "death_date"],
         t => EVENT_TABLES
             .iter()
@@ -141,7 +146,11 @@ impl OmopContext {
         }
     }
 
-    pub fn identity_for(system_export: &str, person_id: i64, source_value: Option<&str>) -> Identity {
+    pub fn identity_for(
+        system_export: &str,
+        person_id: i64,
+        source_value: Option<&str>,
+    ) -> Identity {
         match source_value {
             Some(v) => Identity::new(PATIENT_ID_SYSTEM, v),
             None => Identity::new(&format!("omop:{system_export}"), &person_id.to_string()),
@@ -185,11 +194,23 @@ pub fn person(o: &OmopContext, ctx: &Ctx, row: &Row, c: &mut Chunk) {
         let pid = parse_id("person_id", row.req("person_id")?)?;
         let ident = OmopContext::identity_for(&o.export, pid, row.get("person_source_value"));
         let year = parse_id("year_of_birth", row.req("year_of_birth")?)?;
-        let month = row.get("month_of_birth").map(|m| parse_id("month_of_birth", m)).transpose()?.unwrap_or(1);
-        let day = row.get("day_of_birth").map(|m| parse_id("day_of_birth", m)).transpose()?.unwrap_or(1);
+        let month = row
+            .get("month_of_birth")
+            .map(|m| parse_id("month_of_birth", m))
+            .transpose()?
+            .unwrap_or(1);
+        let day = row
+            .get("day_of_birth")
+            .map(|m| parse_id("day_of_birth", m))
+            .transpose()?
+            .unwrap_or(1);
         let birth = match row.get("birth_datetime") {
             Some(b) => ctx.time("birth_datetime", b, false)?,
-            None => ctx.time("year_of_birth", &format!("{year:04}-{month:02}-{day:02}"), false)?,
+            None => ctx.time(
+                "year_of_birth",
+                &format!("{year:04}-{month:02}-{day:02}"),
+                false,
+            )?,
         };
         let sid = ident.subject_id;
         let mut out = Vec::new();
@@ -200,7 +221,10 @@ pub fn person(o: &OmopContext, ctx: &Ctx, row: &Row, c: &mut Chunk) {
         let gid = parse_id("gender_concept_id", row.req("gender_concept_id")?)?;
         let g = match gid {
             8507 | 8532 => gid.to_string(),
-            _ => row.get("gender_source_value").unwrap_or("unknown").to_string(),
+            _ => row
+                .get("gender_source_value")
+                .unwrap_or("unknown")
+                .to_string(),
         };
         let mut e = base(ctx, row, "person", sid);
         e.code = gender_code(&g);
@@ -231,7 +255,10 @@ pub fn convert(o: &OmopContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk
         match table {
             "visit_occurrence" => {
                 let mut e = base(ctx, row, table, sid);
-                e.time = Some(o.date(ctx, row, "visit_start_datetime", "visit_start_date")?.ok_or_else(|| Reject::missing("visit_start_date"))?);
+                e.time = Some(
+                    o.date(ctx, row, "visit_start_datetime", "visit_start_date")?
+                        .ok_or_else(|| Reject::missing("visit_start_date"))?,
+                );
                 e.end_time = o.date(ctx, row, "visit_end_datetime", "visit_end_date")?;
                 e.code = encounter_code(row.req("visit_concept_id")?);
                 e.visit_id = row.get("visit_occurrence_id").map(String::from);
@@ -239,12 +266,18 @@ pub fn convert(o: &OmopContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk
             }
             "death" => {
                 let mut e = base(ctx, row, table, sid);
-                e.time = Some(o.date(ctx, row, "death_datetime", "death_date")?.ok_or_else(|| Reject::missing("death_date"))?);
+                e.time = Some(
+                    o.date(ctx, row, "death_datetime", "death_date")?
+                        .ok_or_else(|| Reject::missing("death_date"))?,
+                );
                 e.code = "MEDS_DEATH".into();
                 Ok(vec![e])
             }
             _ => {
-                let spec = EVENT_TABLES.iter().find(|s| s.name == table).expect("caller checks the table");
+                let spec = EVENT_TABLES
+                    .iter()
+                    .find(|s| s.name == table)
+                    .expect("caller checks the table");
                 let mut e = base(ctx, row, table, sid);
                 e.time = Some(
                     o.date(ctx, row, spec.start_datetime, spec.start_date)?
@@ -297,11 +330,16 @@ pub fn convert(o: &OmopContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk
                     }
                     if let Some(v) = row.get("value_as_string") {
                         e.text_value = Some(v.to_string());
-                    } else if let Some(id) = row.get("value_as_concept_id").and_then(|v| v.parse::<i64>().ok())
+                    } else if let Some(id) = row
+                        .get("value_as_concept_id")
+                        .and_then(|v| v.parse::<i64>().ok())
                         && id != 0
                     {
                         e.text_value = Some(
-                            o.concepts.get(&id).map(|c| c.name.clone()).unwrap_or_else(|| format!("OMOP//{id}")),
+                            o.concepts
+                                .get(&id)
+                                .map(|c| c.name.clone())
+                                .unwrap_or_else(|| format!("OMOP//{id}")),
                         );
                     }
                 }

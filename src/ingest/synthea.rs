@@ -46,7 +46,8 @@ fn vocab_of(row: &Row, default: &'static str) -> &'static str {
 
 fn code(row: &Row, default: &'static str) -> Result<String, Reject> {
     let raw = row.req("code")?;
-    normalize(vocab_of(row, default), raw).map_err(|e| Reject::new("CODE", "bad_code", raw, e.to_string()))
+    normalize(vocab_of(row, default), raw)
+        .map_err(|e| Reject::new("CODE", "bad_code", raw, e.to_string()))
 }
 
 fn describe(c: &mut Chunk, row: &Row, code: &str) {

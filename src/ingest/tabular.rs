@@ -21,7 +21,12 @@ impl Header {
         let index = names
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.trim().trim_start_matches('\u{feff}').to_ascii_lowercase(), i))
+            .map(|(i, n)| {
+                (
+                    n.trim().trim_start_matches('\u{feff}').to_ascii_lowercase(),
+                    i,
+                )
+            })
             .collect();
         Header { names, index }
     }
@@ -55,7 +60,9 @@ impl Row<'_> {
     }
     /// The row re-serialised as CSV, for quarantine records.
     pub fn raw(&self) -> String {
-        let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b' ')).from_writer(vec![]);
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b' '))
+            .from_writer(vec![]);
         let _ = w.write_record(self.rec);
         let mut s = String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default();
         s.pop();
@@ -65,7 +72,9 @@ impl Row<'_> {
 
 /// Read the header of a CSV file (plain or gzip).
 pub fn read_header(path: &Path) -> Result<Header, IngestError> {
-    let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(open(path)?);
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(open(path)?);
     let h = r.headers().map_err(|e| IngestError::Schema {
         path: path.to_path_buf(),
         message: format!("cannot read the CSV header: {e}"),
@@ -154,7 +163,11 @@ where
             .map(|rows| {
                 let mut c = Chunk::default();
                 for (line, rec) in rows {
-                    let row = Row { line: *line, rec, header: &header };
+                    let row = Row {
+                        line: *line,
+                        rec,
+                        header: &header,
+                    };
                     if rec.len() != width {
                         c.reject(
                             file_label,
@@ -182,7 +195,11 @@ where
             let utf8 = q.reason == "bad_row";
             merged.tally.rows_read += 1;
             merged.tally.rows_rejected += 1;
-            *merged.tally.rejected_by_reason.entry(q.reason.clone()).or_default() += 1;
+            *merged
+                .tally
+                .rejected_by_reason
+                .entry(q.reason.clone())
+                .or_default() += 1;
             merged.quarantine.push(q);
             sink(merged)?;
             if utf8 {
@@ -199,17 +216,25 @@ where
 
 /// Load a small lookup table (dictionary) fully: returns rows as maps of the wanted columns.
 pub fn load_lookup(path: &Path, cols: &[&str]) -> Result<Vec<Vec<Option<String>>>, IngestError> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(open(path)?);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(open(path)?);
     let header = Header::new(
         reader
             .headers()
-            .map_err(|e| IngestError::Schema { path: path.to_path_buf(), message: e.to_string() })?
+            .map_err(|e| IngestError::Schema {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?
             .iter()
             .map(String::from)
             .collect(),
     );
     require(path, &header, cols)?;
-    let idx: Vec<usize> = cols.iter().map(|c| header.idx(c).expect("checked")).collect();
+    let idx: Vec<usize> = cols
+        .iter()
+        .map(|c| header.idx(c).expect("checked"))
+        .collect();
     let mut out = Vec::new();
     for rec in reader.records() {
         let rec = rec.map_err(|e| IngestError::Schema {
@@ -218,7 +243,12 @@ pub fn load_lookup(path: &Path, cols: &[&str]) -> Result<Vec<Vec<Option<String>>
         })?;
         out.push(
             idx.iter()
-                .map(|&i| rec.get(i).map(str::trim).filter(|s| !s.is_empty()).map(String::from))
+                .map(|&i| {
+                    rec.get(i)
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                })
                 .collect(),
         );
     }

@@ -15,7 +15,9 @@ pub struct TimeContext {
 
 impl Default for TimeContext {
     fn default() -> Self {
-        TimeContext { zone: chrono_tz::UTC }
+        TimeContext {
+            zone: chrono_tz::UTC,
+        }
     }
 }
 
@@ -38,8 +40,7 @@ const MICROS: i64 = 1_000_000;
 impl TimeContext {
     /// Parse one timestamp. Errors name what was expected.
     pub fn parse(&self, s: &str) -> Result<i64, &'static str> {
-        const EXPECTED: &str =
-            "an ISO-8601 date or date-time (YYYY, YYYY-MM, YYYY-MM-DD, YYYY-MM-DDThh:mm[:ss[.f]][Z|±hh:mm])";
+        const EXPECTED: &str = "an ISO-8601 date or date-time (YYYY, YYYY-MM, YYYY-MM-DD, YYYY-MM-DDThh:mm[:ss[.f]][Z|±hh:mm])";
         let b = s.trim().as_bytes();
         if b.len() < 4 {
             return Err(EXPECTED);
@@ -98,7 +99,8 @@ impl TimeContext {
         let base = match zone {
             [] => self.local(naive)?,
             [b'Z'] | [b'z'] => naive.and_utc().timestamp() * MICROS,
-            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] | [sign @ (b'+' | b'-'), h1, h2, m1, m2] => {
+            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]
+            | [sign @ (b'+' | b'-'), h1, h2, m1, m2] => {
                 let oh = digits(&[*h1, *h2]).ok_or(EXPECTED)? as i64;
                 let om = digits(&[*m1, *m2]).ok_or(EXPECTED)? as i64;
                 if oh > 14 || om > 59 {
@@ -134,7 +136,9 @@ mod tests {
     use super::*;
 
     fn utc(s: &str) -> i64 {
-        chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros()
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_micros()
     }
 
     #[test]
@@ -144,7 +148,10 @@ mod tests {
             c.parse("2021-08-22T20:26:50-07:00").unwrap(),
             utc("2021-08-23T03:26:50Z")
         );
-        assert_eq!(c.parse("2021-08-23T03:26:50Z").unwrap(), utc("2021-08-23T03:26:50Z"));
+        assert_eq!(
+            c.parse("2021-08-23T03:26:50Z").unwrap(),
+            utc("2021-08-23T03:26:50Z")
+        );
         assert_eq!(
             c.parse("2021-08-23T03:26:50.5+0100").unwrap(),
             utc("2021-08-23T02:26:50.5Z")
@@ -157,9 +164,17 @@ mod tests {
         assert_eq!(c.parse("2012-09-17").unwrap(), utc("2012-09-17T00:00:00Z"));
         assert_eq!(c.parse("2012").unwrap(), utc("2012-01-01T00:00:00Z"));
         assert_eq!(c.parse("2012-09").unwrap(), utc("2012-09-01T00:00:00Z"));
-        assert_eq!(c.parse("2013-05-17 10:00:00").unwrap(), utc("2013-05-17T10:00:00Z"));
-        let ny = TimeContext { zone: chrono_tz::America::New_York };
-        assert_eq!(ny.parse("2013-05-17 10:00:00").unwrap(), utc("2013-05-17T14:00:00Z"));
+        assert_eq!(
+            c.parse("2013-05-17 10:00:00").unwrap(),
+            utc("2013-05-17T10:00:00Z")
+        );
+        let ny = TimeContext {
+            zone: chrono_tz::America::New_York,
+        };
+        assert_eq!(
+            ny.parse("2013-05-17 10:00:00").unwrap(),
+            utc("2013-05-17T14:00:00Z")
+        );
         assert_eq!(ny.parse("2013-01-17").unwrap(), utc("2013-01-17T05:00:00Z"));
         // 02:30 does not exist on the spring-forward day in New York.
         assert!(ny.parse("2021-03-14 02:30:00").is_err());
@@ -168,7 +183,15 @@ mod tests {
     #[test]
     fn garbage_is_rejected() {
         let c = TimeContext::default();
-        for bad in ["", "yesterday", "2021-13-01", "2021-02-30", "2021-08-23T25:00:00Z", "20210823", "2021-08-23T03:26:50+25:00"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2021-13-01",
+            "2021-02-30",
+            "2021-08-23T25:00:00Z",
+            "20210823",
+            "2021-08-23T03:26:50+25:00",
+        ] {
             assert!(c.parse(bad).is_err(), "{bad}");
         }
     }

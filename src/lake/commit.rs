@@ -24,7 +24,11 @@ impl Transaction {
         recover(root)?;
         let staging = root.join(STAGING);
         std::fs::create_dir_all(&staging).map_err(io(&staging))?;
-        Ok(Transaction { root: root.to_path_buf(), staging, files: Vec::new() })
+        Ok(Transaction {
+            root: root.to_path_buf(),
+            staging,
+            files: Vec::new(),
+        })
     }
 
     /// Path to write a staged file at (parents created); `rel` is its final path in the lake.
@@ -65,8 +69,12 @@ impl Transaction {
         let tmp = self.staging.join("JOURNAL.tmp");
         {
             let mut f = File::create(&tmp).map_err(io(&tmp))?;
-            f.write_all(serde_json::to_string(&self.files).expect("strings serialise").as_bytes())
-                .map_err(io(&tmp))?;
+            f.write_all(
+                serde_json::to_string(&self.files)
+                    .expect("strings serialise")
+                    .as_bytes(),
+            )
+            .map_err(io(&tmp))?;
             f.sync_all().map_err(io(&tmp))?;
         }
         std::fs::rename(&tmp, &jp).map_err(io(&jp))?;
@@ -85,8 +93,10 @@ fn roll_forward(root: &Path) -> Result<(), LakeError> {
     let staging = root.join(STAGING);
     let jp = staging.join(JOURNAL);
     let text = std::fs::read_to_string(&jp).map_err(io(&jp))?;
-    let files: Vec<String> = serde_json::from_str(&text)
-        .map_err(|e| LakeError::Corrupt { path: jp.clone(), message: format!("unreadable journal: {e}") })?;
+    let files: Vec<String> = serde_json::from_str(&text).map_err(|e| LakeError::Corrupt {
+        path: jp.clone(),
+        message: format!("unreadable journal: {e}"),
+    })?;
     for rel in &files {
         let from = staging.join(rel);
         let to = root.join(rel);
@@ -132,19 +142,33 @@ mod tests {
         t.put("data/a.parquet", b"x").unwrap();
         drop(t);
         recover(root).unwrap();
-        assert_eq!(std::fs::read_to_string(root.join("manifest.json")).unwrap(), "old");
+        assert_eq!(
+            std::fs::read_to_string(root.join("manifest.json")).unwrap(),
+            "old"
+        );
         assert!(!root.join("data/a.parquet").exists());
         // Killed after the journal, midway through renames: the next open finishes it.
         let mut t = Transaction::begin(root).unwrap();
         t.put("data/a.parquet", b"x").unwrap();
         t.put("manifest.json", b"new").unwrap();
-        std::fs::write(root.join(".staging/JOURNAL.json"), r#"["data/a.parquet","manifest.json"]"#).unwrap();
-        std::fs::rename(root.join(".staging/data/a.parquet"), root.join("a-moved-early")).unwrap();
+        std::fs::write(
+            root.join(".staging/JOURNAL.json"),
+            r#"["data/a.parquet","manifest.json"]"#,
+        )
+        .unwrap();
+        std::fs::rename(
+            root.join(".staging/data/a.parquet"),
+            root.join("a-moved-early"),
+        )
+        .unwrap();
         std::fs::create_dir_all(root.join("data")).unwrap();
         std::fs::rename(root.join("a-moved-early"), root.join("data/a.parquet")).unwrap();
         drop(t);
         recover(root).unwrap();
-        assert_eq!(std::fs::read_to_string(root.join("manifest.json")).unwrap(), "new");
+        assert_eq!(
+            std::fs::read_to_string(root.join("manifest.json")).unwrap(),
+            "new"
+        );
         assert!(root.join("data/a.parquet").exists());
         assert!(!root.join(".staging").exists());
     }

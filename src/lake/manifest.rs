@@ -52,7 +52,12 @@ pub struct RunRecord {
 
 impl Manifest {
     pub fn new(shards: usize) -> Manifest {
-        Manifest { lake_format_version: LAKE_FORMAT_VERSION, shards, inputs: Vec::new(), runs: Vec::new() }
+        Manifest {
+            lake_format_version: LAKE_FORMAT_VERSION,
+            shards,
+            inputs: Vec::new(),
+            runs: Vec::new(),
+        }
     }
     pub fn has_hash(&self, sha: &str) -> bool {
         self.inputs.iter().any(|i| i.sha256 == sha)

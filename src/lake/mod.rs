@@ -23,12 +23,17 @@ pub enum LakeError {
     Io { path: PathBuf, err: std::io::Error },
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },
-    #[error("{path}: not a lake (no manifest.json); create one with `ehr-risk ingest --lake {path} ...`")]
+    #[error(
+        "{path}: not a lake (no manifest.json); create one with `ehr-risk ingest --lake {path} ...`"
+    )]
     NotALake { path: PathBuf },
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
-    move |err| LakeError::Io { path: path.to_path_buf(), err }
+    move |err| LakeError::Io {
+        path: path.to_path_buf(),
+        err,
+    }
 }
 
 /// An opened lake.
@@ -58,12 +63,19 @@ impl Lake {
         commit::recover(root)?;
         let mp = root.join("manifest.json");
         if !mp.exists() {
-            return Err(LakeError::NotALake { path: root.to_path_buf() });
+            return Err(LakeError::NotALake {
+                path: root.to_path_buf(),
+            });
         }
         let text = std::fs::read_to_string(&mp).map_err(io(&mp))?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| LakeError::Corrupt { path: mp.clone(), message: e.to_string() })?;
-        Ok(Lake { root: root.to_path_buf(), manifest })
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| LakeError::Corrupt {
+            path: mp.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Lake {
+            root: root.to_path_buf(),
+            manifest,
+        })
     }
 
     /// Open, or start an empty lake in memory (nothing is written until the first commit).
@@ -81,7 +93,10 @@ impl Lake {
                 });
             }
         }
-        Ok(Lake { root: root.to_path_buf(), manifest: Manifest::new(shards) })
+        Ok(Lake {
+            root: root.to_path_buf(),
+            manifest: Manifest::new(shards),
+        })
     }
 
     pub fn shard_rel(i: usize) -> String {
@@ -103,13 +118,19 @@ impl Lake {
 
     /// Shard files present, in order.
     pub fn shard_files(&self) -> Vec<PathBuf> {
-        (0..self.manifest.shards).map(|i| self.shard_path(i)).filter(|p| p.exists()).collect()
+        (0..self.manifest.shards)
+            .map(|i| self.shard_path(i))
+            .filter(|p| p.exists())
+            .collect()
     }
 }
 
 /// Read a whole parquet file of events.
 pub fn read_events(p: &Path) -> Result<Vec<Event>, LakeError> {
-    let corrupt = |m: String| LakeError::Corrupt { path: p.to_path_buf(), message: m };
+    let corrupt = |m: String| LakeError::Corrupt {
+        path: p.to_path_buf(),
+        message: m,
+    };
     let f = std::fs::File::open(p).map_err(io(p))?;
     let r = ParquetRecordBatchReaderBuilder::try_new(f)
         .map_err(|e| corrupt(e.to_string()))?

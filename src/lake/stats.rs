@@ -21,14 +21,19 @@ pub struct Stats {
 }
 
 fn perr(lake: &Lake) -> impl Fn(PolarsError) -> LakeError + '_ {
-    move |e| LakeError::Corrupt { path: lake.root.clone(), message: e.to_string() }
+    move |e| LakeError::Corrupt {
+        path: lake.root.clone(),
+        message: e.to_string(),
+    }
 }
 
 fn pairs(df: &DataFrame, key: &str) -> PolarsResult<Vec<(String, u64)>> {
     let k = df.column(key)?.str()?.clone();
     let n = df.column("n")?.cast(&DataType::UInt64)?;
     let n = n.u64()?;
-    Ok((0..df.height()).map(|i| (k.get(i).unwrap_or("").to_string(), n.get(i).unwrap_or(0))).collect())
+    Ok((0..df.height())
+        .map(|i| (k.get(i).unwrap_or("").to_string(), n.get(i).unwrap_or(0)))
+        .collect())
 }
 
 pub fn stats(lake: &Lake, top: usize) -> Result<Stats, LakeError> {
@@ -53,14 +58,23 @@ pub fn stats(lake: &Lake, top: usize) -> Result<Stats, LakeError> {
         });
     }
     let glob = format!("{}/data/*.parquet", lake.root.display());
-    let lf = LazyFrame::scan_parquet(PlRefPath::new(glob.as_str()), ScanArgsParquet::default()).map_err(perr(lake))?;
+    let lf = LazyFrame::scan_parquet(PlRefPath::new(glob.as_str()), ScanArgsParquet::default())
+        .map_err(perr(lake))?;
     let summary = lf
         .clone()
         .select([
             len().alias("events"),
             col("subject_id").n_unique().alias("subjects"),
-            col("time").min().dt().to_string("%Y-%m-%dT%H:%M:%S").alias("first"),
-            col("time").max().dt().to_string("%Y-%m-%dT%H:%M:%S").alias("last"),
+            col("time")
+                .min()
+                .dt()
+                .to_string("%Y-%m-%dT%H:%M:%S")
+                .alias("first"),
+            col("time")
+                .max()
+                .dt()
+                .to_string("%Y-%m-%dT%H:%M:%S")
+                .alias("last"),
         ])
         .collect()
         .map_err(perr(lake))?;
@@ -73,7 +87,10 @@ pub fn stats(lake: &Lake, top: usize) -> Result<Stats, LakeError> {
             .unwrap_or(0)
     };
     let get_s = |name: &str| -> Option<String> {
-        summary.column(name).ok().and_then(|c| c.str().ok().and_then(|a| a.get(0).map(String::from)))
+        summary
+            .column(name)
+            .ok()
+            .and_then(|c| c.str().ok().and_then(|a| a.get(0).map(String::from)))
     };
     let desc = SortMultipleOptions::default().with_order_descending_multi([true, false]);
     let by_source = lf

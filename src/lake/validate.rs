@@ -38,8 +38,10 @@ pub fn validate(lake: &Lake) -> Result<Validation, LakeError> {
         }
         v.shards += 1;
         let f = std::fs::File::open(&p).map_err(super::io(&p))?;
-        let b = ParquetRecordBatchReaderBuilder::try_new(f)
-            .map_err(|e| LakeError::Corrupt { path: p.clone(), message: e.to_string() })?;
+        let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| LakeError::Corrupt {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
         let schema = b.schema().clone();
         let want = event_schema();
         for (fw, fg) in want.fields().iter().zip(schema.fields()) {
@@ -56,7 +58,12 @@ pub fn validate(lake: &Lake) -> Result<Validation, LakeError> {
             }
         }
         if schema.fields().len() != want.fields().len() {
-            v.problems.push(format!("{}: {} columns, expected {}", p.display(), schema.fields().len(), want.fields().len()));
+            v.problems.push(format!(
+                "{}: {} columns, expected {}",
+                p.display(),
+                schema.fields().len(),
+                want.fields().len()
+            ));
         }
         let events = super::read_events(&p)?;
         let mut prev: Option<&crate::schema::Event> = None;
@@ -64,7 +71,12 @@ pub fn validate(lake: &Lake) -> Result<Validation, LakeError> {
         for e in &events {
             v.events += 1;
             if shard_of(e.subject_id, lake.manifest.shards) != i {
-                v.problems.push(format!("{}: subject {} belongs in shard {}", p.display(), e.subject_id, shard_of(e.subject_id, lake.manifest.shards)));
+                v.problems.push(format!(
+                    "{}: subject {} belongs in shard {}",
+                    p.display(),
+                    e.subject_id,
+                    shard_of(e.subject_id, lake.manifest.shards)
+                ));
             }
             if !codes.contains_key(&e.code) {
                 missing_codes.insert(e.code.clone());
@@ -73,7 +85,11 @@ pub fn validate(lake: &Lake) -> Result<Validation, LakeError> {
                 if pv.subject_id != e.subject_id {
                     closed.insert(pv.subject_id);
                     if closed.contains(&e.subject_id) {
-                        v.problems.push(format!("{}: subject {} is not contiguous", p.display(), e.subject_id));
+                        v.problems.push(format!(
+                            "{}: subject {} is not contiguous",
+                            p.display(),
+                            e.subject_id
+                        ));
                     }
                 } else {
                     let ordered = match (pv.time, e.time) {
@@ -82,17 +98,29 @@ pub fn validate(lake: &Lake) -> Result<Validation, LakeError> {
                         (Some(_), None) => false,
                     };
                     if !ordered {
-                        v.problems.push(format!("{}: subject {} rows not sorted by time (nulls first)", p.display(), e.subject_id));
+                        v.problems.push(format!(
+                            "{}: subject {} rows not sorted by time (nulls first)",
+                            p.display(),
+                            e.subject_id
+                        ));
                     }
                     if pv.same_fact(e) {
-                        v.problems.push(format!("{}: subject {} has an exact duplicate event ({})", p.display(), e.subject_id, e.code));
+                        v.problems.push(format!(
+                            "{}: subject {} has an exact duplicate event ({})",
+                            p.display(),
+                            e.subject_id,
+                            e.code
+                        ));
                     }
                 }
             }
             if let Some(other) = subjects_seen.insert(e.subject_id, i)
                 && other != i
             {
-                v.problems.push(format!("subject {} is in shards {} and {}", e.subject_id, other, i));
+                v.problems.push(format!(
+                    "subject {} is in shards {} and {}",
+                    e.subject_id, other, i
+                ));
             }
             prev = Some(e);
         }
@@ -102,29 +130,41 @@ pub fn validate(lake: &Lake) -> Result<Validation, LakeError> {
     let mut mc: Vec<_> = missing_codes.into_iter().collect();
     mc.sort();
     for c in mc.iter().take(20) {
-        v.problems.push(format!("code {c} is used but missing from metadata/codes.parquet"));
+        v.problems.push(format!(
+            "code {c} is used but missing from metadata/codes.parquet"
+        ));
     }
     let splits = read_splits(&lake.root.join("metadata/subject_splits.parquet"))?;
     let with_split: HashSet<i64> = splits.iter().map(|s| s.0).collect();
-    let no_split = subjects_seen.keys().filter(|s| !with_split.contains(s)).count();
+    let no_split = subjects_seen
+        .keys()
+        .filter(|s| !with_split.contains(s))
+        .count();
     if no_split > 0 {
-        v.problems.push(format!("{no_split} subjects have no split in metadata/subject_splits.parquet"));
+        v.problems.push(format!(
+            "{no_split} subjects have no split in metadata/subject_splits.parquet"
+        ));
     }
     for (s, name) in &splits {
         if !["train", "tuning", "held_out"].contains(&name.as_str()) {
-            v.problems.push(format!("subject {s} has unknown split {name:?}"));
+            v.problems
+                .push(format!("subject {s} has unknown split {name:?}"));
         }
     }
     for inp in &lake.manifest.inputs {
         if !inp.tally.balanced() {
-            v.problems.push(format!("manifest: {} rows do not add up ({:?})", inp.path, inp.tally));
+            v.problems.push(format!(
+                "manifest: {} rows do not add up ({:?})",
+                inp.path, inp.tally
+            ));
         }
     }
     for r in &lake.manifest.runs {
         if let Some(q) = &r.quarantine_file
             && !lake.root.join(q).exists()
         {
-            v.problems.push(format!("manifest names {q}, which is missing"));
+            v.problems
+                .push(format!("manifest names {q}, which is missing"));
         }
     }
     if !lake.root.join("metadata/dataset.json").exists() {

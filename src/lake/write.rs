@@ -19,17 +19,26 @@ use std::sync::Arc;
 
 fn props() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("valid level"),
+        ))
         .set_created_by(format!("ehr-risk {}", env!("CARGO_PKG_VERSION")))
         .set_max_row_group_row_count(Some(256 * 1024))
         .build()
 }
 
 fn perr(p: &Path) -> impl Fn(parquet::errors::ParquetError) -> LakeError + '_ {
-    move |e| LakeError::Corrupt { path: p.to_path_buf(), message: e.to_string() }
+    move |e| LakeError::Corrupt {
+        path: p.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
-pub fn write_batches(p: &Path, schema: Arc<Schema>, batches: &[RecordBatch]) -> Result<(), LakeError> {
+pub fn write_batches(
+    p: &Path,
+    schema: Arc<Schema>,
+    batches: &[RecordBatch],
+) -> Result<(), LakeError> {
     let f = std::fs::File::create(p).map_err(io(p))?;
     let mut w = ArrowWriter::try_new(f, schema, Some(props())).map_err(perr(p))?;
     for b in batches {
@@ -47,21 +56,35 @@ pub fn write_events(p: &Path, events: &[Event]) -> Result<(), LakeError> {
 
 fn read_batches(p: &Path) -> Result<Vec<RecordBatch>, LakeError> {
     let f = std::fs::File::open(p).map_err(io(p))?;
-    let r = ParquetRecordBatchReaderBuilder::try_new(f).map_err(perr(p))?.build().map_err(perr(p))?;
-    r.map(|b| b.map_err(|e| LakeError::Corrupt { path: p.to_path_buf(), message: e.to_string() }))
-        .collect()
+    let r = ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(perr(p))?
+        .build()
+        .map_err(perr(p))?;
+    r.map(|b| {
+        b.map_err(|e| LakeError::Corrupt {
+            path: p.to_path_buf(),
+            message: e.to_string(),
+        })
+    })
+    .collect()
 }
 
 fn str_col<'a>(b: &'a RecordBatch, name: &str, p: &Path) -> Result<&'a StringArray, LakeError> {
     b.column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| LakeError::Corrupt { path: p.to_path_buf(), message: format!("column {name} missing or not utf8") })
+        .ok_or_else(|| LakeError::Corrupt {
+            path: p.to_path_buf(),
+            message: format!("column {name} missing or not utf8"),
+        })
 }
 
 fn i64_col<'a>(b: &'a RecordBatch, name: &str, p: &Path) -> Result<&'a Int64Array, LakeError> {
     b.column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-        .ok_or_else(|| LakeError::Corrupt { path: p.to_path_buf(), message: format!("column {name} missing or not int64") })
+        .ok_or_else(|| LakeError::Corrupt {
+            path: p.to_path_buf(),
+            message: format!("column {name} missing or not int64"),
+        })
 }
 
 pub fn quarantine_schema() -> Arc<Schema> {
@@ -77,7 +100,9 @@ pub fn quarantine_schema() -> Arc<Schema> {
 }
 
 pub fn write_quarantine(p: &Path, q: &[Quarantined]) -> Result<(), LakeError> {
-    let s = |f: fn(&Quarantined) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(q.iter().map(f))) };
+    let s = |f: fn(&Quarantined) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(q.iter().map(f)))
+    };
     let cols: Vec<ArrayRef> = vec![
         s(|x| &x.file),
         Arc::new(UInt64Array::from_iter_values(q.iter().map(|x| x.row))),
@@ -94,9 +119,13 @@ pub fn write_quarantine(p: &Path, q: &[Quarantined]) -> Result<(), LakeError> {
 pub fn read_quarantine(p: &Path) -> Result<Vec<Quarantined>, LakeError> {
     let mut out = Vec::new();
     for b in read_batches(p)? {
-        let row = b.column_by_name("row").and_then(|c| c.as_any().downcast_ref::<UInt64Array>()).ok_or_else(|| {
-            LakeError::Corrupt { path: p.to_path_buf(), message: "column row missing".into() }
-        })?;
+        let row = b
+            .column_by_name("row")
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+            .ok_or_else(|| LakeError::Corrupt {
+                path: p.to_path_buf(),
+                message: "column row missing".into(),
+            })?;
         let cols: Vec<&StringArray> = ["file", "field", "reason", "value", "message", "raw"]
             .iter()
             .map(|n| str_col(&b, n, p))
@@ -121,7 +150,11 @@ pub fn write_codes(p: &Path, codes: &BTreeMap<String, Option<String>>) -> Result
     let schema = Arc::new(Schema::new(vec![
         Field::new("code", DataType::Utf8, false),
         Field::new("description", DataType::Utf8, true),
-        Field::new("parent_codes", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true),
+        Field::new(
+            "parent_codes",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
     ]));
     let code: ArrayRef = Arc::new(StringArray::from_iter_values(codes.keys()));
     let desc: ArrayRef = Arc::new(StringArray::from_iter(codes.values().map(|d| d.as_deref())));
@@ -130,7 +163,8 @@ pub fn write_codes(p: &Path, codes: &BTreeMap<String, Option<String>>) -> Result
         parents.append_null();
     }
     let parents: ArrayRef = Arc::new(parents.finish());
-    let b = RecordBatch::try_new(schema.clone(), vec![code, desc, parents]).expect("schema matches");
+    let b =
+        RecordBatch::try_new(schema.clone(), vec![code, desc, parents]).expect("schema matches");
     write_batches(p, schema, &[b])
 }
 
@@ -143,7 +177,10 @@ pub fn read_codes(p: &Path) -> Result<BTreeMap<String, Option<String>>, LakeErro
         let c = str_col(&b, "code", p)?;
         let d = str_col(&b, "description", p)?;
         for i in 0..b.num_rows() {
-            out.insert(c.value(i).to_string(), (!d.is_null(i)).then(|| d.value(i).to_string()));
+            out.insert(
+                c.value(i).to_string(),
+                (!d.is_null(i)).then(|| d.value(i).to_string()),
+            );
         }
     }
     Ok(out)
@@ -192,9 +229,15 @@ pub fn write_subject_map(p: &Path, ids: &[Identity]) -> Result<(), LakeError> {
     let b = RecordBatch::try_new(
         schema.clone(),
         vec![
-            Arc::new(Int64Array::from_iter_values(ids.iter().map(|i| i.subject_id))),
-            Arc::new(StringArray::from_iter_values(ids.iter().map(|i| i.system.as_str()))),
-            Arc::new(StringArray::from_iter_values(ids.iter().map(|i| i.value.as_str()))),
+            Arc::new(Int64Array::from_iter_values(
+                ids.iter().map(|i| i.subject_id),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                ids.iter().map(|i| i.system.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                ids.iter().map(|i| i.value.as_str()),
+            )),
         ],
     )
     .expect("schema matches");
@@ -211,7 +254,11 @@ pub fn read_subject_map(p: &Path) -> Result<Vec<Identity>, LakeError> {
         let sys = str_col(&b, "system", p)?;
         let v = str_col(&b, "value", p)?;
         for i in 0..b.num_rows() {
-            out.push(Identity { subject_id: s.value(i), system: sys.value(i).into(), value: v.value(i).into() });
+            out.push(Identity {
+                subject_id: s.value(i),
+                system: sys.value(i).into(),
+                value: v.value(i).into(),
+            });
         }
     }
     Ok(out)

@@ -11,12 +11,31 @@ use std::sync::OnceLock;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vocabularies {
-    pub preference: Vec<String>,
+    pub preference: Preference,
     pub fhir: HashMap<String, String>,
     pub omop: HashMap<String, String>,
     pub meds_prefix: HashMap<String, String>,
     pub encounter_class: HashMap<String, String>,
     pub mimic_lab_loinc: HashMap<String, String>,
+}
+
+/// Preferred vocabularies per kind of resource.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preference {
+    pub observation: Vec<String>,
+    pub condition: Vec<String>,
+    pub medication: Vec<String>,
+    pub procedure: Vec<String>,
+}
+
+/// Which preference list applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Observation,
+    Condition,
+    Medication,
+    Procedure,
 }
 
 /// The embedded vocabulary tables.
@@ -38,7 +57,11 @@ pub struct BadCode {
 
 impl std::fmt::Display for BadCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} code {:?}: expected {}", self.vocab, self.value, self.expected)
+        write!(
+            f,
+            "{} code {:?}: expected {}",
+            self.vocab, self.value, self.expected
+        )
     }
 }
 
@@ -76,7 +99,9 @@ pub fn normalize(vocab: &str, value: &str) -> Result<String, BadCode> {
                 && s.as_bytes()[0].is_ascii_alphabetic()
                 && s.chars().all(|c| c.is_ascii_alphanumeric());
             if !ok {
-                return Err(bad("a letter then 2+ alphanumerics, dot optional (e.g. I21.4)"));
+                return Err(bad(
+                    "a letter then 2+ alphanumerics, dot optional (e.g. I21.4)",
+                ));
             }
             with_dot(&s, 3)
         }
@@ -147,13 +172,16 @@ pub fn fhir_vocab(system: &str) -> Option<&'static str> {
         .map(|s| s.as_str())
 }
 
-/// Rank of a vocabulary in the coding preference list (lower is preferred).
-pub fn preference_rank(vocab: &str) -> usize {
-    vocabularies()
-        .preference
-        .iter()
-        .position(|p| p == vocab)
-        .unwrap_or(usize::MAX)
+/// Rank of a vocabulary in the coding preference list of a kind (lower is preferred).
+pub fn preference_rank(kind: Kind, vocab: &str) -> usize {
+    let p = &vocabularies().preference;
+    let list = match kind {
+        Kind::Observation => &p.observation,
+        Kind::Condition => &p.condition,
+        Kind::Medication => &p.medication,
+        Kind::Procedure => &p.procedure,
+    };
+    list.iter().position(|p| p == vocab).unwrap_or(usize::MAX)
 }
 
 /// Rewrite a code from another MEDS ETL into our spelling when we know its shape.
@@ -208,11 +236,17 @@ mod tests {
 
     #[test]
     fn other_vocabularies() {
-        assert_eq!(normalize("SNOMED", "022298006").unwrap(), "SNOMED//22298006");
+        assert_eq!(
+            normalize("SNOMED", "022298006").unwrap(),
+            "SNOMED//22298006"
+        );
         assert!(normalize("SNOMED", "2229A").is_err());
         assert_eq!(normalize("LOINC", "8480-6").unwrap(), "LOINC//8480-6");
         assert!(normalize("LOINC", "84806").is_err());
-        assert_eq!(normalize("NDC", "0002-3227-30").unwrap(), "NDC//00002322730");
+        assert_eq!(
+            normalize("NDC", "0002-3227-30").unwrap(),
+            "NDC//00002322730"
+        );
         assert_eq!(fhir_vocab("http://snomed.info/sct/"), Some("SNOMED"));
         assert_eq!(from_meds("DIAGNOSIS//ICD//10//I214"), "ICD10CM//I21.4");
         assert_eq!(from_meds("LAB//123"), "LAB//123");

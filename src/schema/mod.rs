@@ -8,8 +8,8 @@ pub mod codes;
 pub mod units;
 
 use arrow::array::{
-    Array, ArrayRef, Float32Array, Float32Builder, Int64Array, Int64Builder,
-    LargeStringBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
+    Array, ArrayRef, Float32Array, Float32Builder, Int64Array, Int64Builder, LargeStringBuilder,
+    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
     TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -198,10 +198,17 @@ fn col<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a ArrayRef> {
     b.schema().index_of(name).ok().map(|i| b.column(i))
 }
 
-fn strings(b: &RecordBatch, name: &str, required: bool) -> Result<Vec<Option<String>>, SchemaMismatch> {
+fn strings(
+    b: &RecordBatch,
+    name: &str,
+    required: bool,
+) -> Result<Vec<Option<String>>, SchemaMismatch> {
     let Some(a) = col(b, name) else {
         if required {
-            return Err(SchemaMismatch { column: name.into(), problem: "missing".into() });
+            return Err(SchemaMismatch {
+                column: name.into(),
+                problem: "missing".into(),
+            });
         }
         return Ok(vec![None; b.num_rows()]);
     };
@@ -209,7 +216,10 @@ fn strings(b: &RecordBatch, name: &str, required: bool) -> Result<Vec<Option<Str
         column: name.into(),
         problem: format!("expected a string column, got {} ({e})", a.data_type()),
     })?;
-    let s = a.as_any().downcast_ref::<StringArray>().expect("cast to utf8");
+    let s = a
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to utf8");
     Ok((0..s.len())
         .map(|i| (!s.is_null(i)).then(|| s.value(i).to_string()))
         .collect())
@@ -229,7 +239,9 @@ fn times(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>, SchemaMismatch
         .as_any()
         .downcast_ref::<TimestampMicrosecondArray>()
         .expect("cast to timestamp");
-    Ok((0..t.len()).map(|i| (!t.is_null(i)).then(|| t.value(i))).collect())
+    Ok((0..t.len())
+        .map(|i| (!t.is_null(i)).then(|| t.value(i)))
+        .collect())
 }
 
 /// A record batch (ours, or any MEDS data shard) back to events. Columns are matched by name;
@@ -254,7 +266,9 @@ pub fn from_batch(b: &RecordBatch) -> Result<Vec<Event>, SchemaMismatch> {
                 problem: e.to_string(),
             })?;
             let f = a.as_any().downcast_ref::<Float32Array>().expect("f32");
-            (0..n).map(|i| (!f.is_null(i)).then(|| f.value(i))).collect()
+            (0..n)
+                .map(|i| (!f.is_null(i)).then(|| f.value(i)))
+                .collect()
         }
         None => vec![None; n],
     };
@@ -268,10 +282,16 @@ pub fn from_batch(b: &RecordBatch) -> Result<Vec<Event>, SchemaMismatch> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         if sid.is_null(i) {
-            return Err(SchemaMismatch { column: "subject_id".into(), problem: format!("null at row {i}") });
+            return Err(SchemaMismatch {
+                column: "subject_id".into(),
+                problem: format!("null at row {i}"),
+            });
         }
         let Some(code) = code[i].clone() else {
-            return Err(SchemaMismatch { column: "code".into(), problem: format!("null at row {i}") });
+            return Err(SchemaMismatch {
+                column: "code".into(),
+                problem: format!("null at row {i}"),
+            });
         };
         out.push(Event {
             subject_id: sid.value(i),
@@ -357,8 +377,14 @@ mod tests {
     #[test]
     fn subject_ids_are_stable_and_positive() {
         let a = subject_id_for("person", "593aaa05-d864-1df7-5b96-155fbdb19f28");
-        assert_eq!(a, subject_id_for("person", "593aaa05-d864-1df7-5b96-155fbdb19f28"));
+        assert_eq!(
+            a,
+            subject_id_for("person", "593aaa05-d864-1df7-5b96-155fbdb19f28")
+        );
         assert!(a > 0);
-        assert_ne!(a, subject_id_for("mimic", "593aaa05-d864-1df7-5b96-155fbdb19f28"));
+        assert_ne!(
+            a,
+            subject_id_for("mimic", "593aaa05-d864-1df7-5b96-155fbdb19f28")
+        );
     }
 }

@@ -51,8 +51,18 @@ pub struct Concept {
 /// Why a measurement was rejected.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UnitProblem {
-    UnknownUnit { concept: String, unit: String, expected: String },
-    Implausible { concept: String, value: f64, unit: String, min: f64, max: f64 },
+    UnknownUnit {
+        concept: String,
+        unit: String,
+        expected: String,
+    },
+    Implausible {
+        concept: String,
+        value: f64,
+        unit: String,
+        min: f64,
+        max: f64,
+    },
 }
 
 impl UnitProblem {
@@ -67,10 +77,23 @@ impl UnitProblem {
 impl std::fmt::Display for UnitProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UnitProblem::UnknownUnit { concept, unit, expected } => {
-                write!(f, "{concept}: unit {unit:?} is not known; expected one of {expected}")
+            UnitProblem::UnknownUnit {
+                concept,
+                unit,
+                expected,
+            } => {
+                write!(
+                    f,
+                    "{concept}: unit {unit:?} is not known; expected one of {expected}"
+                )
             }
-            UnitProblem::Implausible { concept, value, unit, min, max } => write!(
+            UnitProblem::Implausible {
+                concept,
+                value,
+                unit,
+                min,
+                max,
+            } => write!(
                 f,
                 "{concept}: {value} {unit} is outside the plausible range {min}..{max} {unit}"
             ),
@@ -109,7 +132,10 @@ impl Units {
         let mut by_code = HashMap::new();
         for c in cat.concept {
             if c.min >= c.max {
-                return Err(format!("{}: min {} must be below max {}", c.name, c.min, c.max));
+                return Err(format!(
+                    "{}: min {} must be below max {}",
+                    c.name, c.min, c.max
+                ));
             }
             let mut units = HashMap::new();
             for s in &c.spellings {
@@ -225,9 +251,14 @@ mod tests {
             .canonicalize("LOINC//8480-6", 900.0, Some("mmHg"))
             .unwrap_err();
         assert_eq!(e.reason(), "implausible_value");
-        let e = u.canonicalize("LOINC//8480-6", 0.0, Some("mmHg")).unwrap_err();
+        let e = u
+            .canonicalize("LOINC//8480-6", 0.0, Some("mmHg"))
+            .unwrap_err();
         assert_eq!(e.reason(), "implausible_value");
-        assert_eq!(u.canonicalize("LOINC//9999-9", 1.0, Some("x")).unwrap(), None);
+        assert_eq!(
+            u.canonicalize("LOINC//9999-9", 1.0, Some("x")).unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -11,9 +11,18 @@ fn bin() -> Command {
 #[test]
 fn demo_runs_and_reports_where_outputs_are() {
     let d = tempfile::tempdir().unwrap();
-    let out = bin().args(["demo", "-q", "--out"]).arg(d.path()).output().unwrap();
+    let out = bin()
+        .args(["demo", "-q", "--out"])
+        .arg(d.path())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("lake validation: valid"), "{stdout}");
     assert!(stdout.contains("subjects  4"), "{stdout}");
     let redacted = stdout.replace(&d.path().display().to_string(), "[OUT]");
@@ -32,18 +41,40 @@ fn reject_rate_threshold_exits_1_and_bad_path_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("reject rate"));
-    let out = bin().args(["ingest", "--lake"]).arg(&lake).arg(d.path().join("missing")).output().unwrap();
+    let out = bin()
+        .args(["ingest", "--lake"])
+        .arg(&lake)
+        .arg(d.path().join("missing"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("missing") && err.contains("no such file"), "{err}");
-    let out = bin().args(["lake", "validate"]).arg(&lake).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        err.contains("missing") && err.contains("no such file"),
+        "{err}"
+    );
+    let out = bin()
+        .args(["lake", "validate"])
+        .arg(&lake)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
 fn summary_names_no_patient() {
     let d = tempfile::tempdir().unwrap();
-    let out = bin().args(["ingest", "-v", "--lake"]).arg(d.path().join("lake")).arg(demo()).output().unwrap();
+    let out = bin()
+        .args(["ingest", "-v", "--lake"])
+        .arg(d.path().join("lake"))
+        .arg(demo())
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rows:"), "{err}");
     for secret in ["a1f0c8e2", "Ada", "1958-03-02"] {
@@ -60,7 +91,14 @@ fn meds_validator_accepts_our_lake() {
     }
     let d = tempfile::tempdir().unwrap();
     let lake = d.path().join("lake");
-    ingest(&lake, &[demo().join("fhir"), demo().join("synthea"), demo().join("omop")]);
+    ingest(
+        &lake,
+        &[
+            demo().join("fhir"),
+            demo().join("synthea"),
+            demo().join("omop"),
+        ],
+    );
     let out = Command::new("python3")
         .arg(repo().join("tests/meds_validate.py"))
         .arg(&lake)

@@ -20,7 +20,10 @@ pub fn shared(name: &str) -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!("SKIP: {} not found (tests on public data need ../shared/data; CI has it)", p.display());
+        eprintln!(
+            "SKIP: {} not found (tests on public data need ../shared/data; CI has it)",
+            p.display()
+        );
         None
     }
 }
@@ -30,7 +33,10 @@ pub fn demo() -> PathBuf {
 }
 
 pub fn opts() -> IngestOptions {
-    IngestOptions { shards: 4, ..Default::default() }
+    IngestOptions {
+        shards: 4,
+        ..Default::default()
+    }
 }
 
 pub fn ingest(lake: &Path, paths: &[PathBuf]) -> IngestReport {
@@ -38,7 +44,9 @@ pub fn ingest(lake: &Path, paths: &[PathBuf]) -> IngestReport {
 }
 
 pub fn ingest_with(lake: &Path, paths: &[PathBuf], o: &IngestOptions) -> IngestReport {
-    ehr_risk::ingest::run(lake, paths, o, &Silent).expect("ingest runs").report
+    ehr_risk::ingest::run(lake, paths, o, &Silent)
+        .expect("ingest runs")
+        .report
 }
 
 pub struct LakeView {
@@ -54,27 +62,42 @@ impl LakeView {
         for p in lake.shard_files() {
             events.extend(read_events(&p).expect("shard reads"));
         }
-        let identities = write::read_subject_map(&dir.join("metadata/subject_map.parquet")).unwrap();
+        let identities =
+            write::read_subject_map(&dir.join("metadata/subject_map.parquet")).unwrap();
         let mut quarantine = Vec::new();
         if let Ok(rd) = std::fs::read_dir(dir.join("quarantine")) {
             for e in rd.flatten() {
                 quarantine.extend(write::read_quarantine(&e.path()).unwrap());
             }
         }
-        LakeView { events, identities, quarantine }
+        LakeView {
+            events,
+            identities,
+            quarantine,
+        }
     }
 
     /// Source identity value (e.g. a MIMIC subject_id) -> lake subject id.
     pub fn subject_of(&self, value: &str) -> Option<i64> {
-        self.identities.iter().find(|i| i.value == value).map(|i| i.subject_id)
+        self.identities
+            .iter()
+            .find(|i| i.value == value)
+            .map(|i| i.subject_id)
     }
 
     pub fn value_of(&self) -> HashMap<i64, String> {
-        self.identities.iter().map(|i| (i.subject_id, i.value.clone())).collect()
+        self.identities
+            .iter()
+            .map(|i| (i.subject_id, i.value.clone()))
+            .collect()
     }
 
     pub fn subjects_with(&self, pred: impl Fn(&str) -> bool) -> std::collections::BTreeSet<i64> {
-        self.events.iter().filter(|e| pred(&e.code)).map(|e| e.subject_id).collect()
+        self.events
+            .iter()
+            .filter(|e| pred(&e.code))
+            .map(|e| e.subject_id)
+            .collect()
     }
 
     pub fn reasons(&self) -> HashMap<String, usize> {
@@ -92,7 +115,11 @@ pub fn assert_balanced(r: &IngestReport) {
         assert!(f.tally.balanced(), "{}: {:?}", f.path, f.tally);
     }
     assert!(r.totals.balanced());
-    assert_eq!(r.totals.events, r.events_written + r.duplicates, "events produced = written + duplicates");
+    assert_eq!(
+        r.totals.events,
+        r.events_written + r.duplicates,
+        "events produced = written + duplicates"
+    );
 }
 
 /// Hash every file of a lake (relative path -> sha256), for byte-identity checks.
