@@ -49,14 +49,14 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function("parse_normalise_20k_resources", |b| {
         b.iter(|| {
-            let c = fhir::read_lines(&data, 1, &ctx);
+            let c = fhir::read_lines(&data, 1, &ctx, &Default::default());
             assert_eq!(c.tally.rows_accepted as usize, n);
             c.events.len()
         })
     });
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.bench_function("parse_normalise_bytes", |b| {
-        b.iter(|| fhir::read_lines(&data, 1, &ctx).events.len())
+        b.iter(|| fhir::read_lines(&data, 1, &ctx, &Default::default()).events.len())
     });
     g.finish();
 }

@@ -10,3 +10,5 @@ mod ingest_bad;
 mod ingest_real;
 #[path = "it/lake_ops.rs"]
 mod lake_ops;
+#[path = "it/laws.rs"]
+mod laws;

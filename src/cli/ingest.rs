@@ -28,7 +28,7 @@ pub struct IngestArgs {
     #[arg(long)]
     pub max_event_time: Option<String>,
     /// Events buffered in memory before spilling to disk.
-    #[arg(long, default_value_t = 1_000_000, env = "EHR_RISK_BUFFER_EVENTS")]
+    #[arg(long, default_value_t = 250_000, env = "EHR_RISK_BUFFER_EVENTS")]
     pub buffer_events: usize,
     /// Print the ingest report as JSON on stdout.
     #[arg(long)]

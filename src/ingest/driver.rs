@@ -5,7 +5,7 @@
 //! shards, metadata, quarantine, report and manifest in one atomic transaction.
 
 use super::detect::{InputFile, InputSet, plan};
-use super::io::{LineBlocks, sha256_file, split_lines};
+use super::io::{LineBlocks, content_hash, split_lines};
 use super::tabular::{self, load_lookup};
 use super::time::TimeContext;
 use super::{
@@ -58,7 +58,7 @@ impl Default for IngestOptions {
             max_event_time: now + 86_400_000_000,
             min_event_time: -3_786_825_600_000_000, // 1850-01-01
             shards: 16,
-            buffer_events: 1_000_000,
+            buffer_events: 250_000,
             block_bytes: 8 << 20,
         }
     }
@@ -192,38 +192,38 @@ impl Router {
         Ok(())
     }
 
-    fn touched(&self) -> Vec<usize> {
-        (0..self.shards)
-            .filter(|&i| !self.buf[i].is_empty() || !self.spills[i].is_empty())
+    /// Hand over every touched shard's buffered events and spill files.
+    fn drain_touched(&mut self) -> Vec<(usize, Vec<Event>, Vec<PathBuf>)> {
+        let touched: Vec<usize> =
+            (0..self.shards).filter(|&i| !self.buf[i].is_empty() || !self.spills[i].is_empty()).collect();
+        touched
+            .into_iter()
+            .map(|i| (i, std::mem::take(&mut self.buf[i]), std::mem::take(&mut self.spills[i])))
             .collect()
     }
+}
 
-    fn take(&mut self, i: usize) -> Result<Vec<Event>, IngestError> {
-        let mut out = std::mem::take(&mut self.buf[i]);
-        for p in std::mem::take(&mut self.spills[i]) {
-            let f = std::fs::File::open(&p).map_err(|err| IngestError::Io {
-                path: p.clone(),
-                err,
-            })?;
-            let r = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(f), None)
-                .map_err(|e| IngestError::Parquet {
-                    path: p.clone(),
-                    err: e.to_string(),
-                })?;
-            for b in r {
-                let b = b.map_err(|e| IngestError::Parquet {
-                    path: p.clone(),
-                    err: e.to_string(),
-                })?;
-                out.extend(from_batch(&b).map_err(|e| IngestError::Parquet {
-                    path: p.clone(),
-                    err: e.to_string(),
-                })?);
-            }
-            let _ = std::fs::remove_file(&p);
+/// What merging one shard produced.
+struct ShardOutcome {
+    removed: HashMap<String, u64>,
+    written: u64,
+    codes: Vec<String>,
+}
+
+/// Read back a shard's spill files (and delete them).
+fn read_spills(spills: &[PathBuf]) -> Result<Vec<Event>, IngestError> {
+    let mut out = Vec::new();
+    for p in spills {
+        let perr = |e: &dyn std::fmt::Display| IngestError::Parquet { path: p.clone(), err: e.to_string() };
+        let f = std::fs::File::open(p).map_err(|err| IngestError::Io { path: p.clone(), err })?;
+        let r = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(f), None).map_err(|e| perr(&e))?;
+        for b in r {
+            let b = b.map_err(|e| perr(&e))?;
+            out.extend(from_batch(&b).map_err(|e| perr(&e))?);
         }
-        Ok(out)
+        let _ = std::fs::remove_file(p);
     }
+    Ok(out)
 }
 
 /// Accumulates everything a run produces besides events.
@@ -275,7 +275,7 @@ pub fn run(
         let hashes = set
             .files
             .par_iter()
-            .map(|f| sha256_file(&f.path))
+            .map(|f| content_hash(&f.path))
             .collect::<Result<Vec<_>, _>>()?;
         hashed.push((set, hashes));
     }
@@ -296,6 +296,7 @@ pub fn run(
         hex::encode(&h.finalize()[..8])
     };
 
+    reporter.stage("reading");
     let existing_ids = write::read_subject_map(&lake.root.join("metadata/subject_map.parquet"))?;
     let mut known: HashSet<i64> = existing_ids.iter().map(|i| i.subject_id).collect();
     let known_before = known.len();
@@ -348,7 +349,7 @@ pub fn run(
             });
             records.push(InputRecord {
                 path: label,
-                sha256: sha.clone(),
+                blake3: sha.clone(),
                 bytes: *bytes,
                 format: f.format.to_string(),
                 table: f.table.clone(),
@@ -366,22 +367,33 @@ pub fn run(
     let mut dup_by_file: HashMap<String, u64> = HashMap::new();
     let mut events_written = 0u64;
     let mut codes = write::read_codes(&lake.root.join("metadata/codes.parquet"))?;
-    for i in router.touched() {
-        let mut events = lake.read_shard(i)?;
-        let existing = events.len();
-        events.extend(router.take(i)?);
-        let removed = merge_dedupe(&mut events, &new_ids);
-        for (fid, n) in removed {
+    // Shards are merged in parallel (one per worker at a time: memory stays a few shards).
+    let work = router.drain_touched();
+    let targets = work.iter().map(|w| txn.path(&Lake::shard_rel(w.0))).collect::<Result<Vec<_>, _>>()?;
+    let outcomes = work
+        .into_par_iter()
+        .zip(targets)
+        .map(|((i, buffered, spills), target)| -> Result<ShardOutcome, IngestError> {
+            let mut events = lake.read_shard(i)?;
+            let existing = events.len();
+            events.extend(buffered);
+            events.extend(read_spills(&spills)?);
+            let removed = merge_dedupe(&mut events, &new_ids);
+            let codes: HashSet<&str> = events.iter().map(|e| e.code.as_str()).collect();
+            let codes = codes.into_iter().map(String::from).collect();
+            write::write_events(&target, &events)?;
+            Ok(ShardOutcome { removed, written: (events.len() - existing) as u64, codes })
+        })
+        .collect::<Vec<_>>();
+    for o in outcomes {
+        let o = o?;
+        for (fid, n) in o.removed {
             *dup_by_file.entry(fid).or_default() += n;
         }
-        events_written += (events.len() - existing) as u64;
-        for e in &events {
-            if !codes.contains_key(&e.code) {
-                codes.insert(e.code.clone(), None);
-            }
+        events_written += o.written;
+        for c in o.codes {
+            codes.entry(c).or_insert(None);
         }
-        let p = txn.path(&Lake::shard_rel(i))?;
-        write::write_events(&p, &events)?;
     }
     for (code, desc) in codes.iter_mut() {
         if desc.is_none()
@@ -551,6 +563,7 @@ pub fn merge_dedupe(events: &mut Vec<Event>, new_ids: &HashSet<String>) -> HashM
 /// Lookup tables an export's tables need, loaded even when the table itself is already ingested.
 #[derive(Default)]
 struct SetLookups {
+    medications: fhir::Medications,
     omop: Option<omop::OmopContext>,
     mimic: Option<mimic::MimicContext>,
     descriptions: Vec<(String, String)>,
@@ -684,7 +697,15 @@ impl SetLookups {
                 }
                 l.mimic = Some(m);
             }
-            _ => {}
+            Format::Fhir => {
+                for f in set.files.iter().filter(|f| f.table == "Medication") {
+                    let mut blocks = LineBlocks::new(super::io::open(&f.path)?, opts.block_bytes);
+                    while let Some(b) = blocks.next_block() {
+                        fhir::index_medications(&b.data, &mut l.medications);
+                    }
+                }
+            }
+            Format::Meds | Format::Synthea => {}
         }
         Ok(l)
     }
@@ -711,7 +732,7 @@ fn read_file(
         file: label,
     };
     match f.format {
-        Format::Fhir => read_fhir(&f.path, &ctx, opts, reporter, sink),
+        Format::Fhir => read_fhir(&f.path, &ctx, &lookups.medications, opts, reporter, sink),
         Format::Meds => {
             let name = meds::dataset_name(&set.root);
             meds::read_shard(&f.path, &name, &ctx, sink)
@@ -779,6 +800,7 @@ fn read_file(
 fn read_fhir(
     path: &Path,
     ctx: &Ctx,
+    meds: &fhir::Medications,
     opts: &IngestOptions,
     reporter: &dyn Reporter,
     sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,
@@ -804,7 +826,7 @@ fn read_fhir(
             return sink(c);
         }
         reporter.progress(text.len() as u64);
-        return sink(fhir::read_document(&text, ctx));
+        return sink(fhir::read_document(&text, ctx, meds));
     }
     let parts = rayon::current_num_threads() * 4;
     let mut blocks = LineBlocks::new(super::io::open(path)?, opts.block_bytes);
@@ -812,7 +834,7 @@ fn read_fhir(
         let pieces = split_lines(&block, parts);
         let chunks: Vec<Chunk> = pieces
             .par_iter()
-            .map(|(line, data)| fhir::read_lines(data, *line, ctx))
+            .map(|(line, data)| fhir::read_lines(data, *line, ctx, meds))
             .collect();
         let mut merged = Chunk::default();
         for c in chunks {

@@ -255,9 +255,34 @@ const USED: [&str; 8] = [
     "Medication",
 ];
 
+/// A Medication's code: (`code`, `source_code`, description).
+pub type MedCode = (String, Option<String>, Option<String>);
+
+/// Medications of a whole export (`Medication.ndjson` in a bulk export), by `Medication/<id>`.
+pub type Medications = HashMap<String, MedCode>;
+
+/// Index the Medication resources of NDJSON lines, so MedicationRequests in other files can
+/// resolve `medicationReference`.
+pub fn index_medications(data: &[u8], into: &mut Medications) {
+    for raw in data.split(|b| *b == b'\n') {
+        let Ok(text) = std::str::from_utf8(raw) else { continue };
+        if peek_type(text) != Some("Medication") {
+            continue;
+        }
+        if let Ok(r) = serde_json::from_str::<Resource>(text)
+            && let (Some(id), Some(cc)) = (r.id.as_deref(), r.code.as_ref())
+            && let Ok(code) = pick_code(cc, Kind::Medication)
+        {
+            into.insert(format!("Medication/{id}"), code);
+        }
+    }
+}
+
 /// Resolves references inside one document (bundle fullUrls, Medication resources).
 #[derive(Default)]
-struct Scope {
+struct Scope<'g> {
+    /// Medications of the whole export.
+    global: Option<&'g Medications>,
     /// fullUrl -> Patient.id
     patient_urls: HashMap<String, String>,
     /// "Medication/<id>" or fullUrl or "#id" -> code
@@ -322,7 +347,7 @@ fn pick_code(
     ))
 }
 
-fn reference_id(r: &str, scope: &Scope) -> Option<(String, bool)> {
+fn reference_id(r: &str, scope: &Scope<'_>) -> Option<(String, bool)> {
     if let Some(pid) = scope.patient_urls.get(r) {
         return Some((pid.clone(), true));
     }
@@ -342,7 +367,7 @@ fn reference_id(r: &str, scope: &Scope) -> Option<(String, bool)> {
 
 struct Row<'s, 'c> {
     ctx: &'s Ctx<'c>,
-    scope: &'s Scope,
+    scope: &'s Scope<'s>,
     row: u64,
 }
 
@@ -707,7 +732,7 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
                 .as_ref()
                 .and_then(|r| r.reference.as_deref())
             {
-                row.scope.medications.get(r).cloned().ok_or_else(|| {
+                row.scope.medications.get(r).or_else(|| row.scope.global.and_then(|g| g.get(r))).cloned().ok_or_else(|| {
                     Reject::new(
                         "medicationReference",
                         "unresolved_reference",
@@ -801,7 +826,7 @@ fn peek_type(raw: &str) -> Option<&str> {
 }
 
 /// Handle one JSON text that is a resource (or a Bundle). `row` is its line or entry number.
-fn one_resource(raw: &str, row: u64, ctx: &Ctx, scope: &Scope, c: &mut Chunk) {
+fn one_resource(raw: &str, row: u64, ctx: &Ctx, scope: &Scope<'_>, c: &mut Chunk) {
     if let Some(t) = peek_type(raw)
         && t != "Bundle"
         && !USED.contains(&t)
@@ -827,7 +852,7 @@ fn one_resource(raw: &str, row: u64, ctx: &Ctx, scope: &Scope, c: &mut Chunk) {
         }
     };
     if res.resource_type.as_deref() == Some("Bundle") {
-        bundle(&res, ctx, c);
+        bundle(&res, ctx, scope.global, c);
         // The bundle row itself is accounted for through its entries.
         return;
     }
@@ -881,14 +906,14 @@ fn medication_code(raw: &RawValue) -> Option<(String, Option<String>, Option<Str
     pick_code(r.code.as_ref()?, Kind::Medication).ok()
 }
 
-fn bundle(res: &Resource, ctx: &Ctx, c: &mut Chunk) {
+fn bundle(res: &Resource, ctx: &Ctx, global: Option<&Medications>, c: &mut Chunk) {
     let mut entries = Vec::new();
     let mut no_resource = 0;
     flatten(res, &mut entries, &mut no_resource);
     for _ in 0..no_resource {
         c.skip("bundle entry without a resource");
     }
-    let mut scope = Scope::default();
+    let mut scope = Scope { global, ..Default::default() };
     // First: Patients and Medications, so that entries can reference them in any order.
     let mut patient_rows = Vec::new();
     for (i, (full_url, raw)) in entries.iter().enumerate() {
@@ -932,6 +957,7 @@ fn bundle(res: &Resource, ctx: &Ctx, c: &mut Chunk) {
         let text = raw.get();
         if text.contains("\"contained\"") {
             let mut local = Scope {
+                global,
                 patient_urls: scope.patient_urls.clone(),
                 medications: scope.medications.clone(),
                 local_known: scope.local_known.clone(),
@@ -944,7 +970,7 @@ fn bundle(res: &Resource, ctx: &Ctx, c: &mut Chunk) {
     }
 }
 
-fn add_contained(text: &str, scope: &mut Scope) {
+fn add_contained(text: &str, scope: &mut Scope<'_>) {
     if !text.contains("\"contained\"") {
         return;
     }
@@ -961,7 +987,7 @@ fn add_contained(text: &str, scope: &mut Scope) {
 }
 
 /// Parse a run of NDJSON lines starting at line `first_line`.
-pub fn read_lines(data: &[u8], first_line: u64, ctx: &Ctx) -> Chunk {
+pub fn read_lines(data: &[u8], first_line: u64, ctx: &Ctx, meds: &Medications) -> Chunk {
     let mut c = Chunk::default();
     // Every line ends with '\n' (the block reader guarantees it), so the piece after the last
     // newline is empty and is not a line.
@@ -984,7 +1010,7 @@ pub fn read_lines(data: &[u8], first_line: u64, ctx: &Ctx) -> Chunk {
                 continue;
             }
         };
-        let mut scope = Scope::default();
+        let mut scope = Scope { global: Some(meds), ..Default::default() };
         add_contained(text, &mut scope);
         one_resource(text, this, ctx, &scope, &mut c);
     }
@@ -992,9 +1018,9 @@ pub fn read_lines(data: &[u8], first_line: u64, ctx: &Ctx) -> Chunk {
 }
 
 /// Parse a whole JSON document: a Bundle or a single resource.
-pub fn read_document(text: &str, ctx: &Ctx) -> Chunk {
+pub fn read_document(text: &str, ctx: &Ctx, meds: &Medications) -> Chunk {
     let mut c = Chunk::default();
-    let mut scope = Scope::default();
+    let mut scope = Scope { global: Some(meds), ..Default::default() };
     add_contained(text, &mut scope);
     one_resource(text, 1, ctx, &scope, &mut c);
     c

@@ -21,7 +21,8 @@ pub struct Manifest {
 #[serde(deny_unknown_fields)]
 pub struct InputRecord {
     pub path: String,
-    pub sha256: String,
+    /// BLAKE3 of the file's bytes.
+    pub blake3: String,
     pub bytes: u64,
     pub format: String,
     pub table: String,
@@ -60,6 +61,6 @@ impl Manifest {
         }
     }
     pub fn has_hash(&self, sha: &str) -> bool {
-        self.inputs.iter().any(|i| i.sha256 == sha)
+        self.inputs.iter().any(|i| i.blake3 == sha)
     }
 }
