@@ -5,11 +5,10 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ehr_risk::ingest::time::TimeContext;
 use ehr_risk::ingest::{Ctx, fhir};
-use std::collections::HashSet;
 
-fn lines(n: usize) -> (Vec<u8>, HashSet<i64>) {
+fn lines(n: usize) -> (Vec<u8>, ehr_risk::ingest::SubjectSet) {
     let mut out = String::new();
-    let mut known = HashSet::new();
+    let mut known = ehr_risk::ingest::SubjectSet::default();
     for i in 0..n {
         let pid = format!("p{}", i % 500);
         known.insert(ehr_risk::schema::subject_id_for(
@@ -42,7 +41,7 @@ fn bench(c: &mut Criterion) {
         max_event_time: i64::MAX,
         min_event_time: i64::MIN,
         known: &known,
-        file_id: "bench",
+        file_id: 1,
         file: "bench.ndjson",
     };
     let mut g = c.benchmark_group("fhir_ndjson");

@@ -16,9 +16,12 @@ if [ ! -d "$EXPORT" ]; then
 fi
 BYTES=$(cat "$EXPORT"/*.ndjson | wc -c)
 echo "export: $EXPORT, $BYTES bytes" >&2
-cargo build --release -q
+# The dev profile is the optimised one here (see Cargo.toml); pass BIN=target/release/ehr-risk
+# to measure a release build instead.
+BIN=${BIN:-target/debug/ehr-risk}
+[ "$BIN" = target/debug/ehr-risk ] && cargo build -q
 rm -rf "$WORK/lake"
-/usr/bin/time -f '%e %M' -o "$WORK/time.txt" target/release/ehr-risk ingest -q --json --lake "$WORK/lake" "$EXPORT" >"$WORK/report.json"
+/usr/bin/time -f '%e %M' -o "$WORK/time.txt" "$BIN" ingest -q --json --lake "$WORK/lake" "$EXPORT" >"$WORK/report.json"
 read -r SECS KB <"$WORK/time.txt"
 python3 - "$WORK/report.json" "$SECS" "$KB" "$BYTES" <<'PY'
 import json, sys

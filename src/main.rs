@@ -6,6 +6,11 @@ use ehr_risk::cli::Cli;
 use ehr_risk::commands::{self, ExitStatus};
 use tracing_subscriber::EnvFilter;
 
+// Ingest allocates a few small strings per event on every core; mimalloc's per-thread heaps
+// make that markedly cheaper than glibc malloc (measured in docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     let level = match (cli.global.quiet, cli.global.verbose) {

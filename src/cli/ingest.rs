@@ -22,7 +22,7 @@ pub struct IngestArgs {
     #[arg(long, default_value = "UTC", env = "EHR_RISK_TZ")]
     pub tz: String,
     /// Subject shards of a new lake (an existing lake keeps its own).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     pub shards: usize,
     /// Quarantine events later than this (ISO date/time; default: now + 1 day).
     #[arg(long)]

@@ -57,7 +57,7 @@ impl Default for IngestOptions {
             time: TimeContext::default(),
             max_event_time: now + 86_400_000_000,
             min_event_time: -3_786_825_600_000_000, // 1850-01-01
-            shards: 16,
+            shards: 32,
             buffer_events: 250_000,
             block_bytes: 8 << 20,
         }
@@ -205,7 +205,7 @@ impl Router {
 
 /// What merging one shard produced.
 struct ShardOutcome {
-    removed: HashMap<String, u64>,
+    removed: HashMap<u64, u64>,
     written: u64,
     codes: Vec<String>,
 }
@@ -235,13 +235,13 @@ struct Collected {
 }
 
 impl Collected {
-    fn absorb(&mut self, c: &mut Chunk, known: &mut HashSet<i64>) {
+    fn absorb(&mut self, c: &mut Chunk, known: &mut super::SubjectSet) {
         self.quarantine.append(&mut c.quarantine);
         for id in c.identities.drain(..) {
             known.insert(id.subject_id);
             self.identities.push(id);
         }
-        for (code, d) in c.descriptions.drain(..) {
+        for (code, d) in c.descriptions.drain() {
             match self.descriptions.get(&code) {
                 Some(old) if *old <= d => {}
                 _ => {
@@ -252,8 +252,9 @@ impl Collected {
     }
 }
 
-fn file_id(sha: &str) -> String {
-    sha[..12].to_string()
+/// The file id used in provenance: the first 48 bits of the content hash.
+fn file_id(hash: &str) -> u64 {
+    u64::from_str_radix(&hash[..12], 16).expect("content hashes are hex")
 }
 
 /// Run one ingest into `lake_dir`.
@@ -298,7 +299,7 @@ pub fn run(
 
     reporter.stage("reading");
     let existing_ids = write::read_subject_map(&lake.root.join("metadata/subject_map.parquet"))?;
-    let mut known: HashSet<i64> = existing_ids.iter().map(|i| i.subject_id).collect();
+    let mut known: super::SubjectSet = existing_ids.iter().map(|i| i.subject_id).collect();
     let known_before = known.len();
 
     let mut txn = Transaction::begin(lake_dir)?;
@@ -324,18 +325,35 @@ pub fn run(
                 continue;
             }
             let fid = file_id(sha);
+            let fid_hex = format!("{fid:012x}");
             reporter.file_started(&f.path, *bytes);
             let mut tally = Tally::default();
             {
                 let snapshot = known.clone();
-                let mut sink = |mut c: Chunk| -> Result<(), IngestError> {
-                    collected.absorb(&mut c, &mut known);
-                    tally.add(&c.tally);
-                    router.push(std::mem::take(&mut c.events))
-                };
-                read_file(
-                    f, set, &lookups, opts, &snapshot, &fid, &label, reporter, &mut sink,
-                )?;
+                // Readers parse on the pool; this thread's sibling routes their chunks to shard
+                // buffers (and spills) at the same time, so neither waits for the other.
+                std::thread::scope(|scope| -> Result<(), IngestError> {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
+                    let (collected, known, tally, router) = (&mut collected, &mut known, &mut tally, &mut router);
+                    let routing = scope.spawn(move || -> Result<(), IngestError> {
+                        for mut c in rx {
+                            collected.absorb(&mut c, known);
+                            tally.add(&c.tally);
+                            router.push(std::mem::take(&mut c.events))?;
+                        }
+                        Ok(())
+                    });
+                    let mut sink = |c: Chunk| -> Result<(), IngestError> {
+                        // A send fails only when the routing thread stopped on an error,
+                        // which its join below reports.
+                        let _ = tx.send(c);
+                        Ok(())
+                    };
+                    let read = read_file(f, set, &lookups, opts, &snapshot, fid, &label, reporter, &mut sink);
+                    drop(tx);
+                    let routed = routing.join().expect("routing thread does not panic");
+                    read.and(routed)
+                })?;
             }
             reporter.file_done();
             debug_assert!(tally.balanced());
@@ -353,7 +371,7 @@ pub fn run(
                 bytes: *bytes,
                 format: f.format.to_string(),
                 table: f.table.clone(),
-                file_id: fid,
+                file_id: fid_hex,
                 run_id: run_id.clone(),
                 tally,
                 duplicates: 0,
@@ -363,8 +381,8 @@ pub fn run(
 
     // Merge, sort, dedupe, write each touched shard.
     reporter.stage("writing shards");
-    let new_ids: HashSet<String> = records.iter().map(|r| r.file_id.clone()).collect();
-    let mut dup_by_file: HashMap<String, u64> = HashMap::new();
+    let new_ids: HashSet<u64> = records.iter().map(|r| file_id(&r.blake3)).collect();
+    let mut dup_by_file: HashMap<u64, u64> = HashMap::new();
     let mut events_written = 0u64;
     let mut codes = write::read_codes(&lake.root.join("metadata/codes.parquet"))?;
     // Shards are merged in parallel (one per worker at a time: memory stays a few shards).
@@ -404,7 +422,7 @@ pub fn run(
     }
 
     for r in records.iter_mut() {
-        r.duplicates = dup_by_file.get(&r.file_id).copied().unwrap_or(0);
+        r.duplicates = dup_by_file.get(&file_id(&r.blake3)).copied().unwrap_or(0);
     }
     for fr in file_reports.iter_mut() {
         if let Some(r) = records
@@ -527,10 +545,10 @@ pub fn run(
 
 /// Sort into lake order and drop exact duplicates, keeping an event already in the lake over a
 /// new one. Returns how many new events each input file lost as duplicates.
-pub fn merge_dedupe(events: &mut Vec<Event>, new_ids: &HashSet<String>) -> HashMap<String, u64> {
+pub fn merge_dedupe(events: &mut Vec<Event>, new_ids: &HashSet<u64>) -> HashMap<u64, u64> {
     events.par_sort_unstable_by(|a, b| a.lake_cmp(b));
-    let fid = |e: &Event| e.provenance.split(':').next().unwrap_or("").to_string();
-    let mut removed: HashMap<String, u64> = HashMap::new();
+    let fid = |e: &Event| e.provenance.file;
+    let mut removed: HashMap<u64, u64> = HashMap::new();
     let mut out: Vec<Event> = Vec::with_capacity(events.len());
     let all = std::mem::take(events);
     let mut all = all.into_iter().peekable();
@@ -641,13 +659,13 @@ impl SetLookups {
             }
             Format::Mimic => {
                 let mut m = mimic::MimicContext::default();
-                let ctx_known = HashSet::new();
+                let ctx_known = super::SubjectSet::default();
                 let ctx = Ctx {
                     time: opts.time,
                     max_event_time: i64::MAX,
                     min_event_time: opts.min_event_time,
                     known: &ctx_known,
-                    file_id: "",
+                    file_id: 0,
                     file: "",
                 };
                 if let Some(af) = set.files.iter().find(|f| f.table == "admissions") {
@@ -717,8 +735,8 @@ fn read_file(
     set: &InputSet,
     lookups: &SetLookups,
     opts: &IngestOptions,
-    known: &HashSet<i64>,
-    fid: &str,
+    known: &super::SubjectSet,
+    fid: u64,
     label: &str,
     reporter: &dyn Reporter,
     sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,
@@ -780,10 +798,10 @@ fn read_file(
                 .map(|t| t.1)
                 .unwrap_or(&[]);
             if f.people && !lookups.descriptions.is_empty() {
-                let c = Chunk {
-                    descriptions: lookups.descriptions.clone(),
-                    ..Default::default()
-                };
+                let mut c = Chunk::default();
+                for (code, d) in &lookups.descriptions {
+                    c.describe(code, d);
+                }
                 sink(c)?;
             }
             tabular::stream(

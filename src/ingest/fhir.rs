@@ -271,9 +271,9 @@ pub fn index_medications(data: &[u8], into: &mut Medications) {
         }
         if let Ok(r) = serde_json::from_str::<Resource>(text)
             && let (Some(id), Some(cc)) = (r.id.as_deref(), r.code.as_ref())
-            && let Ok(code) = pick_code(cc, Kind::Medication)
+            && let Ok((c, a, d)) = pick_code(cc, Kind::Medication)
         {
-            into.insert(format!("Medication/{id}"), code);
+            into.insert(format!("Medication/{id}"), (c, a, d.map(String::from)));
         }
     }
 }
@@ -292,52 +292,52 @@ struct Scope<'g> {
 }
 
 /// Pick the preferred coding of a CodeableConcept: (`code`, `source_code`, description).
-fn pick_code(
-    cc: &CodeableConcept,
-    kind: Kind,
-) -> Result<(String, Option<String>, Option<String>), Reject> {
-    let mut known: Vec<(usize, String, Option<String>)> = Vec::new();
-    let mut first_unknown: Option<(String, Option<String>)> = None;
+fn pick_code<'c>(cc: &'c CodeableConcept, kind: Kind) -> Result<(String, Option<String>, Option<&'c str>), Reject> {
+    // (rank, position, vocabulary, code, display) of the codings in known vocabularies
+    let mut best: Option<(usize, &str, &str, Option<&'c str>)> = None;
+    let mut second: Option<(usize, &str, &str)> = None;
+    let mut first_unknown: Option<(&str, &str, Option<&'c str>)> = None;
     for c in &cc.coding {
         let (Some(sys), Some(code)) = (c.system.as_deref(), c.code.as_deref()) else {
             continue;
         };
         match fhir_vocab(sys) {
             Some(v) => {
-                let norm = normalize(v, code)
-                    .map_err(|e| Reject::new("code", "bad_code", code, e.to_string()))?;
-                known.push((
-                    preference_rank(kind, v),
-                    norm,
-                    c.display.as_deref().map(String::from),
-                ));
+                let rank = preference_rank(kind, v);
+                // strictly better rank wins; equal ranks keep the source order
+                match best {
+                    Some((r, ..)) if r <= rank => {
+                        if second.is_none_or(|(r2, ..)| rank < r2) {
+                            second = Some((rank, v, code));
+                        }
+                    }
+                    _ => {
+                        if let Some((r, bv, bc, _)) = best {
+                            second = Some((r, bv, bc));
+                        }
+                        best = Some((rank, v, code, c.display.as_deref()));
+                    }
+                }
             }
             None => {
                 if first_unknown.is_none() {
-                    first_unknown = Some((
-                        format!("{}//{}", sys.trim_end_matches('/'), code.trim()),
-                        c.display.as_deref().map(String::from),
-                    ));
+                    first_unknown = Some((sys, code, c.display.as_deref()));
                 }
             }
         }
     }
-    known.sort_by_key(|k| k.0); // stable: equal ranks keep the source order
-    let mut it = known.into_iter();
-    if let Some((_, code, desc)) = it.next() {
-        let alt = it
-            .next()
-            .map(|k| k.1)
-            .or_else(|| first_unknown.map(|u| u.0));
-        let desc = desc.or_else(|| cc.text.as_deref().map(String::from));
-        return Ok((code, alt, desc));
+    let bad = |code: &str, e: crate::schema::codes::BadCode| Reject::new("code", "bad_code", code, e.to_string());
+    let unknown_code = |sys: &str, code: &str| format!("{}//{}", sys.trim_end_matches('/'), code.trim());
+    if let Some((_, v, code, desc)) = best {
+        let norm = normalize(v, code).map_err(|e| bad(code, e))?;
+        let alt = match second {
+            Some((_, v2, c2)) => Some(normalize(v2, c2).map_err(|e| bad(c2, e))?),
+            None => first_unknown.map(|(s, c, _)| unknown_code(s, c)),
+        };
+        return Ok((norm, alt, desc.or(cc.text.as_deref())));
     }
-    if let Some((code, desc)) = first_unknown {
-        return Ok((
-            code,
-            None,
-            desc.or_else(|| cc.text.as_deref().map(String::from)),
-        ));
+    if let Some((sys, code, desc)) = first_unknown {
+        return Ok((unknown_code(sys, code), None, desc.or(cc.text.as_deref())));
     }
     Err(Reject::new(
         "code",
@@ -405,7 +405,7 @@ impl Row<'_, '_> {
     fn base(&self, subject_id: i64, source: &str) -> Event {
         Event {
             subject_id,
-            source: format!("fhir:{source}"),
+            source: crate::schema::source_name("fhir", source),
             provenance: self.ctx.provenance(self.row),
             ..Default::default()
         }
@@ -656,7 +656,7 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
                 None => None,
             };
             if let Some(d) = desc {
-                c.descriptions.push((code.clone(), d));
+                c.describe(&code, d);
             }
             e.code = code;
             e.source_code = alt;
@@ -720,19 +720,21 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
                 }
                 None => {}
             }
-            c.descriptions.extend(descs);
+            for (code, d) in descs {
+                c.describe(&code, d);
+            }
             Ok(Outcome::Events(out))
         }
         "MedicationRequest" | "MedicationStatement" => {
             let sid = row.subject(res)?;
-            let (code, alt, desc) = if let Some(cc) = &res.medication_concept {
+            let (code, alt, desc): (String, Option<String>, Option<&str>) = if let Some(cc) = &res.medication_concept {
                 pick_code(cc, Kind::Medication)?
             } else if let Some(r) = res
                 .medication_reference
                 .as_ref()
                 .and_then(|r| r.reference.as_deref())
             {
-                row.scope.medications.get(r).or_else(|| row.scope.global.and_then(|g| g.get(r))).cloned().ok_or_else(|| {
+                row.scope.medications.get(r).or_else(|| row.scope.global.and_then(|g| g.get(r))).map(|(c, a, d)| (c.clone(), a.clone(), d.as_deref())).ok_or_else(|| {
                     Reject::new(
                         "medicationReference",
                         "unresolved_reference",
@@ -768,7 +770,7 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
                 None => None,
             };
             if let Some(d) = desc {
-                c.descriptions.push((code.clone(), d));
+                c.describe(&code, d);
             }
             e.code = code;
             e.source_code = alt;
@@ -796,7 +798,7 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
                 None => None,
             };
             if let Some(d) = desc {
-                c.descriptions.push((code.clone(), d));
+                c.describe(&code, d);
             }
             e.code = code;
             e.source_code = alt;
@@ -815,7 +817,9 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
 /// types this engine does not use (Claim, ExplanationOfBenefit...) cost a byte scan, and their
 /// fields, which may share names with ours but not shapes, are never deserialised.
 fn peek_type(raw: &str) -> Option<&str> {
-    let at = memchr::memmem::find(raw.as_bytes(), b"\"resourceType\"")?;
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"resourceType\""));
+    let at = FINDER.find(raw.as_bytes())?;
     let rest = raw[at + 14..]
         .trim_start()
         .strip_prefix(':')?
@@ -903,7 +907,7 @@ fn medication_code(raw: &RawValue) -> Option<(String, Option<String>, Option<Str
     if r.resource_type.as_deref() != Some("Medication") {
         return None;
     }
-    pick_code(r.code.as_ref()?, Kind::Medication).ok()
+    pick_code(r.code.as_ref()?, Kind::Medication).ok().map(|(c, a, d)| (c, a, d.map(String::from)))
 }
 
 fn bundle(res: &Resource, ctx: &Ctx, global: Option<&Medications>, c: &mut Chunk) {
@@ -955,7 +959,7 @@ fn bundle(res: &Resource, ctx: &Ctx, global: Option<&Medications>, c: &mut Chunk
             continue;
         }
         let text = raw.get();
-        if text.contains("\"contained\"") {
+        if has_contained(text) {
             let mut local = Scope {
                 global,
                 patient_urls: scope.patient_urls.clone(),
@@ -970,8 +974,14 @@ fn bundle(res: &Resource, ctx: &Ctx, global: Option<&Medications>, c: &mut Chunk
     }
 }
 
+fn has_contained(text: &str) -> bool {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"contained\""));
+    FINDER.find(text.as_bytes()).is_some()
+}
+
 fn add_contained(text: &str, scope: &mut Scope<'_>) {
-    if !text.contains("\"contained\"") {
+    if !has_contained(text) {
         return;
     }
     if let Ok(r) = serde_json::from_str::<Resource>(text) {

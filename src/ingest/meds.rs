@@ -89,7 +89,7 @@ pub fn read_shard(
             }
             e.subject_id = ident.subject_id;
             e.code = from_meds(&e.code);
-            e.source = "meds".into();
+            e.source = std::borrow::Cow::Borrowed("meds");
             e.provenance = ctx.provenance(row);
             c.accept(vec![e]);
         }

@@ -48,7 +48,7 @@ pub struct MimicContext {
 fn base(ctx: &Ctx, row: &Row, table: &str, sid: i64) -> Event {
     Event {
         subject_id: sid,
-        source: format!("mimic:{table}"),
+        source: crate::schema::source_name("mimic", table),
         provenance: ctx.provenance(row.line),
         ..Default::default()
     }

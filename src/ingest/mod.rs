@@ -21,7 +21,7 @@ pub mod time;
 use crate::schema::units::units;
 use crate::schema::{Event, subject_id_for};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 pub use detect::Format;
@@ -160,8 +160,8 @@ pub struct Chunk {
     pub events: Vec<Event>,
     pub quarantine: Vec<Quarantined>,
     pub identities: Vec<Identity>,
-    /// (code, description) pairs seen in the source.
-    pub descriptions: Vec<(String, String)>,
+    /// code -> description seen in the source (the smallest text wins, for determinism).
+    pub descriptions: HashMap<String, String>,
     pub tally: Tally,
 }
 
@@ -183,8 +183,21 @@ impl Chunk {
         self.events.append(&mut o.events);
         self.quarantine.append(&mut o.quarantine);
         self.identities.append(&mut o.identities);
-        self.descriptions.append(&mut o.descriptions);
+        for (code, d) in o.descriptions.drain() {
+            self.describe(&code, &d);
+        }
         self.tally.add(&o.tally);
+    }
+
+    /// Remember a code's description; allocation only for a code not seen in this chunk.
+    pub fn describe(&mut self, code: &str, desc: &str) {
+        match self.descriptions.get_mut(code) {
+            Some(old) if desc < old.as_str() => *old = desc.to_string(),
+            Some(_) => {}
+            None => {
+                self.descriptions.insert(code.to_string(), desc.to_string());
+            }
+        }
     }
 
     /// Record an accepted row and its events.
@@ -246,6 +259,9 @@ impl Chunk {
     }
 }
 
+/// A set of subject ids (Fx hashing: the ids are already hashes).
+pub type SubjectSet = rustc_hash::FxHashSet<i64>;
+
 /// Shared per-run context for readers: time rules, plausibility limits and who is known.
 pub struct Ctx<'a> {
     pub time: time::TimeContext,
@@ -255,9 +271,9 @@ pub struct Ctx<'a> {
     /// Events before this instant are quarantined as `bad_date`.
     pub min_event_time: i64,
     /// Subjects already in the lake or registered earlier in this run.
-    pub known: &'a HashSet<i64>,
-    /// Input file id used in provenance strings.
-    pub file_id: &'a str,
+    pub known: &'a SubjectSet,
+    /// Input file id used in provenance (first 48 bits of the content hash).
+    pub file_id: u64,
     /// Input path as given (for quarantine records).
     pub file: &'a str,
 }
@@ -304,8 +320,8 @@ impl Ctx<'_> {
         }
     }
 
-    pub fn provenance(&self, row: u64) -> String {
-        format!("{}:{}", self.file_id, row)
+    pub fn provenance(&self, row: u64) -> crate::schema::Provenance {
+        crate::schema::Provenance { file: self.file_id, row }
     }
 
     /// The subject must be known (registered from a person/patient row).

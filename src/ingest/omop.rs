@@ -182,7 +182,7 @@ impl OmopContext {
 fn base(ctx: &Ctx, row: &Row, table: &str, sid: i64) -> Event {
     Event {
         subject_id: sid,
-        source: format!("omop:{table}"),
+        source: crate::schema::source_name("omop", table),
         provenance: ctx.provenance(row.line),
         ..Default::default()
     }
@@ -312,7 +312,7 @@ pub fn convert(o: &OmopContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk
                     },
                 };
                 if let Some(d) = desc {
-                    c.descriptions.push((code.clone(), d));
+                    c.describe(&code, &d);
                 }
                 e.code = code;
                 e.source_code = source.filter(|s| *s != e.code);

@@ -23,7 +23,7 @@ pub const TABLES: [(&str, &[&str]); 6] = [
 fn base(ctx: &Ctx, row: &Row, table: &str, sid: i64) -> Event {
     Event {
         subject_id: sid,
-        source: format!("synthea:{table}"),
+        source: crate::schema::source_name("synthea", table),
         provenance: ctx.provenance(row.line),
         ..Default::default()
     }
@@ -52,7 +52,7 @@ fn code(row: &Row, default: &'static str) -> Result<String, Reject> {
 
 fn describe(c: &mut Chunk, row: &Row, code: &str) {
     if let Some(d) = row.get("description") {
-        c.descriptions.push((code.to_string(), d.to_string()));
+        c.describe(code, d);
     }
 }
 

@@ -13,6 +13,7 @@ use arrow::array::{
     TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::sync::{Arc, OnceLock};
 
@@ -34,9 +35,79 @@ pub struct Event {
     /// A second coding of the same fact (OMOP source value, another FHIR coding).
     pub source_code: Option<String>,
     /// Format and table or resource type, e.g. `fhir:Observation`, `omop:measurement`.
-    pub source: String,
-    /// `<input file id>:<row>`: which input row made this event.
-    pub provenance: String,
+    pub source: Cow<'static, str>,
+    /// Which input row made this event; stored as `<input file id>:<row>`.
+    pub provenance: Provenance,
+}
+
+/// Input file id (the first 48 bits of its content hash) and row. Two integers rather than a
+/// string: ingest makes one per event, and the hot path should not allocate for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Provenance {
+    pub file: u64,
+    pub row: u64,
+}
+
+impl std::fmt::Display for Provenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:012x}:{}", self.file, self.row)
+    }
+}
+
+impl Provenance {
+    /// Append `<12 hex digits>:<row>` to `out` without going through `fmt` (hot in `to_batch`).
+    pub fn write_to(&self, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for shift in (0..12).rev() {
+            out.push(HEX[((self.file >> (shift * 4)) & 0xf) as usize] as char);
+        }
+        out.push(':');
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut r = self.row;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (r % 10) as u8;
+            r /= 10;
+            if r == 0 {
+                break;
+            }
+        }
+        out.push_str(std::str::from_utf8(&digits[i..]).expect("ascii digits"));
+    }
+
+    /// Parse `<hex file id>:<row>`; anything else (another ETL's text) becomes file 0, row 0.
+    pub fn parse(s: &str) -> Provenance {
+        s.split_once(':')
+            .and_then(|(f, r)| Some(Provenance { file: u64::from_str_radix(f, 16).ok()?, row: r.parse().ok()? }))
+            .unwrap_or_default()
+    }
+}
+
+/// Every source name the readers write, so events can carry a `&'static str`.
+const SOURCES: &[&str] = &[
+    "fhir:Patient", "fhir:Encounter", "fhir:Condition", "fhir:Observation", "fhir:MedicationRequest",
+    "fhir:MedicationStatement", "fhir:Procedure",
+    "synthea:patients", "synthea:encounters", "synthea:conditions", "synthea:observations",
+    "synthea:medications", "synthea:procedures",
+    "omop:person", "omop:visit_occurrence", "omop:death", "omop:condition_occurrence", "omop:measurement",
+    "omop:observation", "omop:drug_exposure", "omop:procedure_occurrence",
+    "mimic:patients", "mimic:admissions", "mimic:diagnoses_icd", "mimic:labevents", "mimic:prescriptions",
+    "mimic:procedures_icd", "meds",
+];
+
+/// The source name `<format>:<table>`, borrowed from a static list when it is a known one.
+pub fn source_name(format: &str, table: &str) -> Cow<'static, str> {
+    for s in SOURCES {
+        if s.len() == format.len() + 1 + table.len()
+            && s.starts_with(format)
+            && s.as_bytes()[format.len()] == b':'
+            && s.ends_with(table)
+        {
+            return Cow::Borrowed(s);
+        }
+    }
+    Cow::Owned(format!("{format}:{table}"))
 }
 
 /// Names of the lake's columns, in order.
@@ -156,7 +227,8 @@ pub fn to_batch(events: &[Event]) -> RecordBatch {
     let mut visit = StringBuilder::new();
     let mut scode = StringBuilder::new();
     let mut source = StringBuilder::new();
-    let mut prov = StringBuilder::with_capacity(n, n * 12);
+    let mut prov = StringBuilder::with_capacity(n, n * 20);
+    let mut pbuf = String::with_capacity(32);
     for e in events {
         subject.append_value(e.subject_id);
         time.append_option(e.time);
@@ -168,7 +240,9 @@ pub fn to_batch(events: &[Event]) -> RecordBatch {
         visit.append_option(e.visit_id.as_deref());
         scode.append_option(e.source_code.as_deref());
         source.append_value(&e.source);
-        prov.append_value(&e.provenance);
+        pbuf.clear();
+        e.provenance.write_to(&mut pbuf);
+        prov.append_value(&pbuf);
     }
     let cols: Vec<ArrayRef> = vec![
         Arc::new(subject.finish()),
@@ -303,8 +377,8 @@ pub fn from_batch(b: &RecordBatch) -> Result<Vec<Event>, SchemaMismatch> {
             end_time: end[i],
             visit_id: visit[i].clone(),
             source_code: scode[i].clone(),
-            source: source[i].clone().unwrap_or_default(),
-            provenance: prov[i].clone().unwrap_or_default(),
+            source: Cow::Owned(source[i].clone().unwrap_or_default()),
+            provenance: prov[i].as_deref().map(Provenance::parse).unwrap_or_default(),
         });
     }
     Ok(out)
@@ -342,7 +416,7 @@ mod tests {
             code: code.into(),
             numeric_value: v,
             source: "test".into(),
-            provenance: prov.into(),
+            provenance: Provenance::parse(prov),
             ..Default::default()
         }
     }
@@ -353,20 +427,30 @@ mod tests {
             ev(2, Some(5), "A", Some(1.0), "f:3"),
             ev(1, Some(5), "A", Some(1.0), "f:2"),
             ev(1, None, "GENDER//F", None, "f:1"),
-            ev(1, Some(5), "A", Some(1.0), "g:9"),
-            ev(1, Some(5), "A", Some(2.0), "g:10"),
+            ev(1, Some(5), "A", Some(1.0), "1a:9"),
+            ev(1, Some(5), "A", Some(2.0), "1a:10"),
         ];
         let removed = sort_dedupe(&mut v);
         assert_eq!(removed, 1);
         assert_eq!(v[0].code, "GENDER//F");
-        assert_eq!(v[1].provenance, "f:2", "first by provenance is kept");
+        assert_eq!(v[1].provenance.to_string(), "00000000000f:2", "first by provenance is kept");
         assert_eq!(v[2].numeric_value, Some(2.0));
         assert_eq!(v[3].subject_id, 2);
     }
 
     #[test]
+    fn provenance_text_round_trips() {
+        let p = Provenance { file: 0xabc, row: 1234567 };
+        let mut s = String::new();
+        p.write_to(&mut s);
+        assert_eq!(s, p.to_string());
+        assert_eq!(s, "000000000abc:1234567");
+        assert_eq!(Provenance::parse(&s), p);
+    }
+
+    #[test]
     fn batch_round_trip() {
-        let mut e = ev(7, Some(1), "LOINC//8480-6", Some(120.0), "x:1");
+        let mut e = ev(7, Some(1), "LOINC//8480-6", Some(120.0), "abc:1");
         e.unit = Some("mmHg".into());
         e.text_value = Some("t".into());
         e.end_time = Some(9);

@@ -6,10 +6,9 @@ use ehr_risk::ingest::time::TimeContext;
 use ehr_risk::ingest::{Ctx, fhir};
 use ehr_risk::schema::{Event, sort_dedupe};
 use proptest::prelude::*;
-use std::collections::HashSet;
 
-fn ctx(known: &HashSet<i64>) -> Ctx<'_> {
-    Ctx { time: TimeContext::default(), max_event_time: i64::MAX, min_event_time: i64::MIN, known, file_id: "p", file: "p.ndjson" }
+fn ctx(known: &ehr_risk::ingest::SubjectSet) -> Ctx<'_> {
+    Ctx { time: TimeContext::default(), max_event_time: i64::MAX, min_event_time: i64::MIN, known, file_id: 1, file: "p.ndjson" }
 }
 
 fn line_strategy() -> impl Strategy<Value = String> {
@@ -29,7 +28,7 @@ fn event_strategy() -> impl Strategy<Value = Event> {
         proptest::option::of(-1000.0f32..1000.0),
         proptest::option::of("[a-z ]{0,6}"),
         proptest::option::of("mg/dL|mmHg"),
-        "[a-f0-9]{4}:[0-9]{1,3}",
+        (0u64..4, 0u64..1000),
     )
         .prop_map(|(s, t, code, v, text, unit, prov)| Event {
             subject_id: s,
@@ -39,7 +38,7 @@ fn event_strategy() -> impl Strategy<Value = Event> {
             text_value: text,
             unit,
             source: "p".into(),
-            provenance: prov,
+            provenance: ehr_risk::schema::Provenance { file: prov.0, row: prov.1 },
             ..Default::default()
         })
 }
@@ -49,7 +48,7 @@ proptest! {
 
     #[test]
     fn fhir_reader_never_panics_and_accounts_for_every_line(lines in proptest::collection::vec(line_strategy(), 0..20)) {
-        let known = HashSet::new();
+        let known = ehr_risk::ingest::SubjectSet::default();
         let text: String = lines.iter().map(|l| l.replace('\n', " ") + "\n").collect();
         let c = fhir::read_lines(text.as_bytes(), 1, &ctx(&known), &Default::default());
         prop_assert!(c.tally.balanced());
