@@ -55,7 +55,11 @@ fn bench(c: &mut Criterion) {
     });
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.bench_function("parse_normalise_bytes", |b| {
-        b.iter(|| fhir::read_lines(&data, 1, &ctx, &Default::default()).events.len())
+        b.iter(|| {
+            fhir::read_lines(&data, 1, &ctx, &Default::default())
+                .events
+                .len()
+        })
     });
     g.finish();
 }

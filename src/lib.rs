@@ -14,4 +14,6 @@ pub mod cli;
 pub mod commands;
 pub mod ingest;
 pub mod lake;
+pub mod model;
 pub mod schema;
+pub mod synth;

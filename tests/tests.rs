@@ -12,3 +12,5 @@ mod ingest_real;
 mod lake_ops;
 #[path = "it/laws.rs"]
 mod laws;
+#[path = "it/synth.rs"]
+mod synth;

@@ -2,6 +2,7 @@
 
 pub mod ingest;
 pub mod lake;
+pub mod synth;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -38,7 +39,10 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Inspect a lake.
     Lake(lake::LakeArgs),
-    /// Run the main job on the embedded demo exports (fragmented sample cohort).
+    /// Generate a synthetic population fragmented across FHIR, OMOP and Synthea exports, with
+    /// ground-truth risk.
+    Synth(synth::SynthArgs),
+    /// The main job on the embedded default: a synthetic cohort, ingested and validated.
     Demo(DemoArgs),
 }
 
@@ -47,4 +51,10 @@ pub struct DemoArgs {
     /// Where the demo writes its inputs and lake.
     #[arg(long, default_value = "out/demo", env = "EHR_RISK_DEMO_OUT")]
     pub out: PathBuf,
+    /// Size of the synthetic demo cohort.
+    #[arg(long, default_value_t = 2000)]
+    pub patients: u64,
+    /// Seed of the synthetic demo cohort.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }

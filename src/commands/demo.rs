@@ -1,88 +1,66 @@
-//! `ehr-risk demo`: the README's main command. Writes the embedded demo exports (a small,
-//! fragmented sample population kept in `examples/demo/`) to `<out>/input`, ingests them into
-//! `<out>/lake`, validates the lake and prints its statistics and where each output is.
+//! `ehr-risk demo`: the README's main command on its embedded default. Generates the synthetic
+//! demo cohort (2,000 people by default, seed 42) into `<out>/input`, ingests its three exports
+//! into `<out>/lake`, checks that ingest quarantined exactly the defects the generator wrote,
+//! validates the lake, prints its statistics and where each output is.
 
 use super::ExitStatus;
 use super::progress::Bars;
 use crate::cli::DemoArgs;
 use crate::ingest::driver::IngestOptions;
 use crate::lake::{Lake, stats, validate};
+use crate::synth::SynthOptions;
 use anyhow::Context;
-
-/// The embedded demo exports: (path under `input/`, content).
-pub const DEMO_FILES: &[(&str, &str)] = &[
-    (
-        "fhir/Condition.ndjson",
-        include_str!("../../examples/demo/fhir/Condition.ndjson"),
-    ),
-    (
-        "fhir/MedicationRequest.ndjson",
-        include_str!("../../examples/demo/fhir/MedicationRequest.ndjson"),
-    ),
-    (
-        "fhir/Observation.ndjson",
-        include_str!("../../examples/demo/fhir/Observation.ndjson"),
-    ),
-    (
-        "fhir/Patient.ndjson",
-        include_str!("../../examples/demo/fhir/Patient.ndjson"),
-    ),
-    (
-        "omop/concept.csv",
-        include_str!("../../examples/demo/omop/concept.csv"),
-    ),
-    (
-        "omop/condition_occurrence.csv",
-        include_str!("../../examples/demo/omop/condition_occurrence.csv"),
-    ),
-    (
-        "omop/drug_exposure.csv",
-        include_str!("../../examples/demo/omop/drug_exposure.csv"),
-    ),
-    (
-        "omop/measurement.csv",
-        include_str!("../../examples/demo/omop/measurement.csv"),
-    ),
-    (
-        "omop/person.csv",
-        include_str!("../../examples/demo/omop/person.csv"),
-    ),
-    (
-        "synthea/conditions.csv",
-        include_str!("../../examples/demo/synthea/conditions.csv"),
-    ),
-    (
-        "synthea/medications.csv",
-        include_str!("../../examples/demo/synthea/medications.csv"),
-    ),
-    (
-        "synthea/observations.csv",
-        include_str!("../../examples/demo/synthea/observations.csv"),
-    ),
-    (
-        "synthea/patients.csv",
-        include_str!("../../examples/demo/synthea/patients.csv"),
-    ),
-];
 
 pub fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     let input = a.out.join("input");
     let lake_dir = a.out.join("lake");
-    for (rel, text) in DEMO_FILES {
-        let p = input.join(rel);
-        std::fs::create_dir_all(p.parent().expect("has parent"))
-            .with_context(|| format!("create {}", p.display()))?;
-        std::fs::write(&p, text).with_context(|| format!("write {}", p.display()))?;
+    if lake_dir.exists() {
+        // The demo always starts from a fresh lake so its output is the same on every run.
+        std::fs::remove_dir_all(&lake_dir)
+            .with_context(|| format!("remove {}", lake_dir.display()))?;
     }
-    let opts = IngestOptions {
-        shards: 4,
+    let r = 0.002;
+    let defects = crate::synth::export::DefectRates {
+        malformed_json: r,
+        unknown_unit: r,
+        unknown_patient: r,
+        future_event: r,
+        bad_date: r,
+        implausible_value: r,
+    };
+    let opts = SynthOptions {
+        patients: a.patients,
+        seed: a.seed,
+        defects,
         ..Default::default()
     };
-    let paths = ["fhir", "synthea", "omop"].map(|d| input.join(d));
-    let out =
-        crate::ingest::run(&lake_dir, &paths, &opts, &Bars::new(quiet)).context("demo ingest")?;
+    let m = super::synth::generate(&input, &opts, quiet)?;
+    let paths = ["hospital_fhir", "clinic_omop", "synthea_csv"].map(|d| input.join(d));
+    let out = crate::ingest::run(
+        &lake_dir,
+        &paths,
+        &IngestOptions::default(),
+        &Bars::new(quiet),
+    )
+    .context("demo ingest")?;
     if !quiet {
         eprint!("{}", super::ingest::summary(&out.report));
+    }
+    let mut status = ExitStatus::Success;
+    for (reason, (_, n)) in &m.defects {
+        let got = out
+            .report
+            .totals
+            .rejected_by_reason
+            .get(reason)
+            .copied()
+            .unwrap_or(0);
+        if got != *n {
+            eprintln!(
+                "error: the generator wrote {n} rows with defect {reason}, ingest quarantined {got}"
+            );
+            status = ExitStatus::Threshold;
+        }
     }
     let lake = Lake::open(&lake_dir)?;
     let v = validate::validate(&lake)?;
@@ -96,9 +74,21 @@ pub fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
             format!("INVALID: {:?}", v.problems)
         }
     );
+    println!(
+        "defects written = quarantined: {}",
+        if status == ExitStatus::Success {
+            "yes"
+        } else {
+            "NO"
+        }
+    );
     println!("outputs:");
+    println!("  synthetic exports {}", input.display());
+    println!(
+        "  ground truth      {}",
+        input.join("truth/risk.parquet").display()
+    );
     println!("  lake (MEDS)       {}", lake_dir.display());
-    println!("  events            {}", lake_dir.join("data").display());
     println!(
         "  quarantine        {}",
         lake_dir.join("quarantine").display()
@@ -108,9 +98,8 @@ pub fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         "  manifest          {}",
         lake_dir.join("manifest.json").display()
     );
-    Ok(if v.ok() {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Threshold
-    })
+    if !v.ok() {
+        status = ExitStatus::Threshold;
+    }
+    Ok(status)
 }

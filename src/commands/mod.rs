@@ -5,6 +5,7 @@ pub mod demo;
 pub mod ingest;
 pub mod lake;
 pub mod progress;
+pub mod synth;
 
 use crate::cli::{Cli, Command};
 
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Ingest(a) => ingest::run(a, quiet),
         Command::Lake(a) => lake::run(a),
+        Command::Synth(a) => synth::run(a, quiet),
         Command::Demo(a) => demo::run(a, quiet),
     }
 }

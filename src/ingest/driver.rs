@@ -194,11 +194,18 @@ impl Router {
 
     /// Hand over every touched shard's buffered events and spill files.
     fn drain_touched(&mut self) -> Vec<(usize, Vec<Event>, Vec<PathBuf>)> {
-        let touched: Vec<usize> =
-            (0..self.shards).filter(|&i| !self.buf[i].is_empty() || !self.spills[i].is_empty()).collect();
+        let touched: Vec<usize> = (0..self.shards)
+            .filter(|&i| !self.buf[i].is_empty() || !self.spills[i].is_empty())
+            .collect();
         touched
             .into_iter()
-            .map(|i| (i, std::mem::take(&mut self.buf[i]), std::mem::take(&mut self.spills[i])))
+            .map(|i| {
+                (
+                    i,
+                    std::mem::take(&mut self.buf[i]),
+                    std::mem::take(&mut self.spills[i]),
+                )
+            })
             .collect()
     }
 }
@@ -214,9 +221,16 @@ struct ShardOutcome {
 fn read_spills(spills: &[PathBuf]) -> Result<Vec<Event>, IngestError> {
     let mut out = Vec::new();
     for p in spills {
-        let perr = |e: &dyn std::fmt::Display| IngestError::Parquet { path: p.clone(), err: e.to_string() };
-        let f = std::fs::File::open(p).map_err(|err| IngestError::Io { path: p.clone(), err })?;
-        let r = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(f), None).map_err(|e| perr(&e))?;
+        let perr = |e: &dyn std::fmt::Display| IngestError::Parquet {
+            path: p.clone(),
+            err: e.to_string(),
+        };
+        let f = std::fs::File::open(p).map_err(|err| IngestError::Io {
+            path: p.clone(),
+            err,
+        })?;
+        let r = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(f), None)
+            .map_err(|e| perr(&e))?;
         for b in r {
             let b = b.map_err(|e| perr(&e))?;
             out.extend(from_batch(&b).map_err(|e| perr(&e))?);
@@ -334,7 +348,8 @@ pub fn run(
                 // buffers (and spills) at the same time, so neither waits for the other.
                 std::thread::scope(|scope| -> Result<(), IngestError> {
                     let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
-                    let (collected, known, tally, router) = (&mut collected, &mut known, &mut tally, &mut router);
+                    let (collected, known, tally, router) =
+                        (&mut collected, &mut known, &mut tally, &mut router);
                     let routing = scope.spawn(move || -> Result<(), IngestError> {
                         for mut c in rx {
                             collected.absorb(&mut c, known);
@@ -349,7 +364,9 @@ pub fn run(
                         let _ = tx.send(c);
                         Ok(())
                     };
-                    let read = read_file(f, set, &lookups, opts, &snapshot, fid, &label, reporter, &mut sink);
+                    let read = read_file(
+                        f, set, &lookups, opts, &snapshot, fid, &label, reporter, &mut sink,
+                    );
                     drop(tx);
                     let routed = routing.join().expect("routing thread does not panic");
                     read.and(routed)
@@ -387,21 +404,30 @@ pub fn run(
     let mut codes = write::read_codes(&lake.root.join("metadata/codes.parquet"))?;
     // Shards are merged in parallel (one per worker at a time: memory stays a few shards).
     let work = router.drain_touched();
-    let targets = work.iter().map(|w| txn.path(&Lake::shard_rel(w.0))).collect::<Result<Vec<_>, _>>()?;
+    let targets = work
+        .iter()
+        .map(|w| txn.path(&Lake::shard_rel(w.0)))
+        .collect::<Result<Vec<_>, _>>()?;
     let outcomes = work
         .into_par_iter()
         .zip(targets)
-        .map(|((i, buffered, spills), target)| -> Result<ShardOutcome, IngestError> {
-            let mut events = lake.read_shard(i)?;
-            let existing = events.len();
-            events.extend(buffered);
-            events.extend(read_spills(&spills)?);
-            let removed = merge_dedupe(&mut events, &new_ids);
-            let codes: HashSet<&str> = events.iter().map(|e| e.code.as_str()).collect();
-            let codes = codes.into_iter().map(String::from).collect();
-            write::write_events(&target, &events)?;
-            Ok(ShardOutcome { removed, written: (events.len() - existing) as u64, codes })
-        })
+        .map(
+            |((i, buffered, spills), target)| -> Result<ShardOutcome, IngestError> {
+                let mut events = lake.read_shard(i)?;
+                let existing = events.len();
+                events.extend(buffered);
+                events.extend(read_spills(&spills)?);
+                let removed = merge_dedupe(&mut events, &new_ids);
+                let codes: HashSet<&str> = events.iter().map(|e| e.code.as_str()).collect();
+                let codes = codes.into_iter().map(String::from).collect();
+                write::write_events(&target, &events)?;
+                Ok(ShardOutcome {
+                    removed,
+                    written: (events.len() - existing) as u64,
+                    codes,
+                })
+            },
+        )
         .collect::<Vec<_>>();
     for o in outcomes {
         let o = o?;

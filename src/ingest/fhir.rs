@@ -265,7 +265,9 @@ pub type Medications = HashMap<String, MedCode>;
 /// resolve `medicationReference`.
 pub fn index_medications(data: &[u8], into: &mut Medications) {
     for raw in data.split(|b| *b == b'\n') {
-        let Ok(text) = std::str::from_utf8(raw) else { continue };
+        let Ok(text) = std::str::from_utf8(raw) else {
+            continue;
+        };
         if peek_type(text) != Some("Medication") {
             continue;
         }
@@ -292,7 +294,10 @@ struct Scope<'g> {
 }
 
 /// Pick the preferred coding of a CodeableConcept: (`code`, `source_code`, description).
-fn pick_code<'c>(cc: &'c CodeableConcept, kind: Kind) -> Result<(String, Option<String>, Option<&'c str>), Reject> {
+fn pick_code<'c>(
+    cc: &'c CodeableConcept,
+    kind: Kind,
+) -> Result<(String, Option<String>, Option<&'c str>), Reject> {
     // (rank, position, vocabulary, code, display) of the codings in known vocabularies
     let mut best: Option<(usize, &str, &str, Option<&'c str>)> = None;
     let mut second: Option<(usize, &str, &str)> = None;
@@ -326,8 +331,11 @@ fn pick_code<'c>(cc: &'c CodeableConcept, kind: Kind) -> Result<(String, Option<
             }
         }
     }
-    let bad = |code: &str, e: crate::schema::codes::BadCode| Reject::new("code", "bad_code", code, e.to_string());
-    let unknown_code = |sys: &str, code: &str| format!("{}//{}", sys.trim_end_matches('/'), code.trim());
+    let bad = |code: &str, e: crate::schema::codes::BadCode| {
+        Reject::new("code", "bad_code", code, e.to_string())
+    };
+    let unknown_code =
+        |sys: &str, code: &str| format!("{}//{}", sys.trim_end_matches('/'), code.trim());
     if let Some((_, v, code, desc)) = best {
         let norm = normalize(v, code).map_err(|e| bad(code, e))?;
         let alt = match second {
@@ -727,24 +735,30 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
         }
         "MedicationRequest" | "MedicationStatement" => {
             let sid = row.subject(res)?;
-            let (code, alt, desc): (String, Option<String>, Option<&str>) = if let Some(cc) = &res.medication_concept {
-                pick_code(cc, Kind::Medication)?
-            } else if let Some(r) = res
-                .medication_reference
-                .as_ref()
-                .and_then(|r| r.reference.as_deref())
-            {
-                row.scope.medications.get(r).or_else(|| row.scope.global.and_then(|g| g.get(r))).map(|(c, a, d)| (c.clone(), a.clone(), d.as_deref())).ok_or_else(|| {
-                    Reject::new(
-                        "medicationReference",
-                        "unresolved_reference",
-                        r,
-                        "a Medication contained in the resource or present in the same bundle",
-                    )
-                })?
-            } else {
-                return Err(Reject::missing("medication[x]"));
-            };
+            let (code, alt, desc): (String, Option<String>, Option<&str>) =
+                if let Some(cc) = &res.medication_concept {
+                    pick_code(cc, Kind::Medication)?
+                } else if let Some(r) = res
+                    .medication_reference
+                    .as_ref()
+                    .and_then(|r| r.reference.as_deref())
+                {
+                    row.scope
+                    .medications
+                    .get(r)
+                    .or_else(|| row.scope.global.and_then(|g| g.get(r)))
+                    .map(|(c, a, d)| (c.clone(), a.clone(), d.as_deref()))
+                    .ok_or_else(|| {
+                        Reject::new(
+                            "medicationReference",
+                            "unresolved_reference",
+                            r,
+                            "a Medication contained in the resource or present in the same bundle",
+                        )
+                    })?
+                } else {
+                    return Err(Reject::missing("medication[x]"));
+                };
             let (f, t) = first_time(&[
                 ("authoredOn", res.authored_on.as_deref()),
                 ("effectiveDateTime", res.effective_date_time.as_deref()),
@@ -907,7 +921,9 @@ fn medication_code(raw: &RawValue) -> Option<(String, Option<String>, Option<Str
     if r.resource_type.as_deref() != Some("Medication") {
         return None;
     }
-    pick_code(r.code.as_ref()?, Kind::Medication).ok().map(|(c, a, d)| (c, a, d.map(String::from)))
+    pick_code(r.code.as_ref()?, Kind::Medication)
+        .ok()
+        .map(|(c, a, d)| (c, a, d.map(String::from)))
 }
 
 fn bundle(res: &Resource, ctx: &Ctx, global: Option<&Medications>, c: &mut Chunk) {
@@ -917,7 +933,10 @@ fn bundle(res: &Resource, ctx: &Ctx, global: Option<&Medications>, c: &mut Chunk
     for _ in 0..no_resource {
         c.skip("bundle entry without a resource");
     }
-    let mut scope = Scope { global, ..Default::default() };
+    let mut scope = Scope {
+        global,
+        ..Default::default()
+    };
     // First: Patients and Medications, so that entries can reference them in any order.
     let mut patient_rows = Vec::new();
     for (i, (full_url, raw)) in entries.iter().enumerate() {
@@ -1020,7 +1039,10 @@ pub fn read_lines(data: &[u8], first_line: u64, ctx: &Ctx, meds: &Medications) -
                 continue;
             }
         };
-        let mut scope = Scope { global: Some(meds), ..Default::default() };
+        let mut scope = Scope {
+            global: Some(meds),
+            ..Default::default()
+        };
         add_contained(text, &mut scope);
         one_resource(text, this, ctx, &scope, &mut c);
     }
@@ -1030,7 +1052,10 @@ pub fn read_lines(data: &[u8], first_line: u64, ctx: &Ctx, meds: &Medications) -
 /// Parse a whole JSON document: a Bundle or a single resource.
 pub fn read_document(text: &str, ctx: &Ctx, meds: &Medications) -> Chunk {
     let mut c = Chunk::default();
-    let mut scope = Scope { global: Some(meds), ..Default::default() };
+    let mut scope = Scope {
+        global: Some(meds),
+        ..Default::default()
+    };
     add_contained(text, &mut scope);
     one_resource(text, 1, ctx, &scope, &mut c);
     c

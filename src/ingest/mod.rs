@@ -321,7 +321,10 @@ impl Ctx<'_> {
     }
 
     pub fn provenance(&self, row: u64) -> crate::schema::Provenance {
-        crate::schema::Provenance { file: self.file_id, row }
+        crate::schema::Provenance {
+            file: self.file_id,
+            row,
+        }
     }
 
     /// The subject must be known (registered from a person/patient row).

@@ -79,21 +79,46 @@ impl Provenance {
     /// Parse `<hex file id>:<row>`; anything else (another ETL's text) becomes file 0, row 0.
     pub fn parse(s: &str) -> Provenance {
         s.split_once(':')
-            .and_then(|(f, r)| Some(Provenance { file: u64::from_str_radix(f, 16).ok()?, row: r.parse().ok()? }))
+            .and_then(|(f, r)| {
+                Some(Provenance {
+                    file: u64::from_str_radix(f, 16).ok()?,
+                    row: r.parse().ok()?,
+                })
+            })
             .unwrap_or_default()
     }
 }
 
 /// Every source name the readers write, so events can carry a `&'static str`.
 const SOURCES: &[&str] = &[
-    "fhir:Patient", "fhir:Encounter", "fhir:Condition", "fhir:Observation", "fhir:MedicationRequest",
-    "fhir:MedicationStatement", "fhir:Procedure",
-    "synthea:patients", "synthea:encounters", "synthea:conditions", "synthea:observations",
-    "synthea:medications", "synthea:procedures",
-    "omop:person", "omop:visit_occurrence", "omop:death", "omop:condition_occurrence", "omop:measurement",
-    "omop:observation", "omop:drug_exposure", "omop:procedure_occurrence",
-    "mimic:patients", "mimic:admissions", "mimic:diagnoses_icd", "mimic:labevents", "mimic:prescriptions",
-    "mimic:procedures_icd", "meds",
+    "fhir:Patient",
+    "fhir:Encounter",
+    "fhir:Condition",
+    "fhir:Observation",
+    "fhir:MedicationRequest",
+    "fhir:MedicationStatement",
+    "fhir:Procedure",
+    "synthea:patients",
+    "synthea:encounters",
+    "synthea:conditions",
+    "synthea:observations",
+    "synthea:medications",
+    "synthea:procedures",
+    "omop:person",
+    "omop:visit_occurrence",
+    "omop:death",
+    "omop:condition_occurrence",
+    "omop:measurement",
+    "omop:observation",
+    "omop:drug_exposure",
+    "omop:procedure_occurrence",
+    "mimic:patients",
+    "mimic:admissions",
+    "mimic:diagnoses_icd",
+    "mimic:labevents",
+    "mimic:prescriptions",
+    "mimic:procedures_icd",
+    "meds",
 ];
 
 /// The source name `<format>:<table>`, borrowed from a static list when it is a known one.
@@ -378,7 +403,10 @@ pub fn from_batch(b: &RecordBatch) -> Result<Vec<Event>, SchemaMismatch> {
             visit_id: visit[i].clone(),
             source_code: scode[i].clone(),
             source: Cow::Owned(source[i].clone().unwrap_or_default()),
-            provenance: prov[i].as_deref().map(Provenance::parse).unwrap_or_default(),
+            provenance: prov[i]
+                .as_deref()
+                .map(Provenance::parse)
+                .unwrap_or_default(),
         });
     }
     Ok(out)
@@ -433,14 +461,21 @@ mod tests {
         let removed = sort_dedupe(&mut v);
         assert_eq!(removed, 1);
         assert_eq!(v[0].code, "GENDER//F");
-        assert_eq!(v[1].provenance.to_string(), "00000000000f:2", "first by provenance is kept");
+        assert_eq!(
+            v[1].provenance.to_string(),
+            "00000000000f:2",
+            "first by provenance is kept"
+        );
         assert_eq!(v[2].numeric_value, Some(2.0));
         assert_eq!(v[3].subject_id, 2);
     }
 
     #[test]
     fn provenance_text_round_trips() {
-        let p = Provenance { file: 0xabc, row: 1234567 };
+        let p = Provenance {
+            file: 0xabc,
+            row: 1234567,
+        };
         let mut s = String::new();
         p.write_to(&mut s);
         assert_eq!(s, p.to_string());

@@ -12,7 +12,7 @@ fn bin() -> Command {
 fn demo_runs_and_reports_where_outputs_are() {
     let d = tempfile::tempdir().unwrap();
     let out = bin()
-        .args(["demo", "-q", "--out"])
+        .args(["demo", "-q", "--patients", "500", "--out"])
         .arg(d.path())
         .output()
         .unwrap();
@@ -24,7 +24,11 @@ fn demo_runs_and_reports_where_outputs_are() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("lake validation: valid"), "{stdout}");
-    assert!(stdout.contains("subjects  4"), "{stdout}");
+    assert!(stdout.contains("subjects  500"), "{stdout}");
+    assert!(
+        stdout.contains("defects written = quarantined: yes"),
+        "{stdout}"
+    );
     let redacted = stdout.replace(&d.path().display().to_string(), "[OUT]");
     insta::assert_snapshot!("demo_stdout", redacted);
 }

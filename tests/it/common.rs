@@ -29,7 +29,7 @@ pub fn shared(name: &str) -> Option<PathBuf> {
 }
 
 pub fn demo() -> PathBuf {
-    repo().join("examples/demo")
+    repo().join("tests/data/mini")
 }
 
 pub fn opts() -> IngestOptions {

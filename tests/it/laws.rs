@@ -8,7 +8,14 @@ use ehr_risk::schema::{Event, sort_dedupe};
 use proptest::prelude::*;
 
 fn ctx(known: &ehr_risk::ingest::SubjectSet) -> Ctx<'_> {
-    Ctx { time: TimeContext::default(), max_event_time: i64::MAX, min_event_time: i64::MIN, known, file_id: 1, file: "p.ndjson" }
+    Ctx {
+        time: TimeContext::default(),
+        max_event_time: i64::MAX,
+        min_event_time: i64::MIN,
+        known,
+        file_id: 1,
+        file: "p.ndjson",
+    }
 }
 
 fn line_strategy() -> impl Strategy<Value = String> {
@@ -38,7 +45,10 @@ fn event_strategy() -> impl Strategy<Value = Event> {
             text_value: text,
             unit,
             source: "p".into(),
-            provenance: ehr_risk::schema::Provenance { file: prov.0, row: prov.1 },
+            provenance: ehr_risk::schema::Provenance {
+                file: prov.0,
+                row: prov.1,
+            },
             ..Default::default()
         })
 }

@@ -1,0 +1,3 @@
+//! Published clinical risk equations, with coefficients as data in `schemas/equations/`.
+
+pub mod pce;
