@@ -11,9 +11,12 @@
 //! (one reader per source format), [`lake`] (the event store on disk).
 
 pub mod cli;
+pub mod cohort;
 pub mod commands;
+pub mod features;
 pub mod ingest;
 pub mod lake;
 pub mod model;
+pub mod rng;
 pub mod schema;
 pub mod synth;

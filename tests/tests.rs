@@ -2,6 +2,8 @@
 
 #[path = "it/cli.rs"]
 mod cli;
+#[path = "it/cohort.rs"]
+mod cohort;
 #[path = "it/common.rs"]
 mod common;
 #[path = "it/ingest_bad.rs"]

@@ -1,5 +1,6 @@
 //! Command-line types (clap derive), one file per subcommand; no logic lives here.
 
+pub mod cohort;
 pub mod ingest;
 pub mod lake;
 pub mod synth;
@@ -42,6 +43,12 @@ pub enum Command {
     /// Generate a synthetic population fragmented across FHIR, OMOP and Synthea exports, with
     /// ground-truth risk.
     Synth(synth::SynthArgs),
+    /// Labels for a task (schemas/tasks/*.toml) in the MEDS label schema, with a summary.
+    Cohort(cohort::CohortArgs),
+    /// Point-in-time features (tabular and sequences) for a cohort's prediction times.
+    Features(cohort::FeaturesArgs),
+    /// Leakage audit: perturb events after each prediction time; features must not change.
+    Audit(cohort::AuditArgs),
     /// The main job on the embedded default: a synthetic cohort, ingested and validated.
     Demo(DemoArgs),
 }

@@ -1,6 +1,7 @@
 //! Subcommands: each wires library stages together, owns its messages and progress bars, and
 //! returns a typed exit status. Errors are `anyhow` with context; `main` turns them into exit 2.
 
+pub mod cohort;
 pub mod demo;
 pub mod ingest;
 pub mod lake;
@@ -31,6 +32,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Ingest(a) => ingest::run(a, quiet),
         Command::Lake(a) => lake::run(a),
         Command::Synth(a) => synth::run(a, quiet),
+        Command::Cohort(a) => cohort::cohort(a, quiet),
+        Command::Features(a) => cohort::features(a, quiet),
+        Command::Audit(a) => cohort::audit(a),
         Command::Demo(a) => demo::run(a, quiet),
     }
 }

@@ -5,8 +5,8 @@
 //! two or three of them; each visit is recorded in one (sometimes copied into a second, exactly);
 //! demographics go to all. Defects are injected as extra rows, each kind counted exactly.
 
-use super::rng::Rng;
 use super::sim::{Dx, Export, Meas, Person, Rx, Smoking, Visit};
+use crate::rng::Rng;
 use chrono::{DateTime, Utc};
 use chrono_tz::America::New_York;
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,7 @@
 //! output is the same bytes for the same seed and memory stays bounded by a few chunks.
 
 pub mod export;
-pub mod rng;
+pub use crate::rng;
 pub mod sim;
 
 use crate::schema::subject_id_for;

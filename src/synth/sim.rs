@@ -17,8 +17,8 @@
 //!   truth exact: the probability of an event in a window, given the state at its start, is
 //!   computed from the hazard path with no approximation (see [`Person::truth`]).
 
-use super::rng::Rng;
 use crate::model::equations::pce::{self, Race, Sex};
+use crate::rng::Rng;
 use chrono::{Datelike, Months, NaiveDate};
 
 pub const MICROS_PER_DAY: i64 = 86_400_000_000;

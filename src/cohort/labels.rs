@@ -1,0 +1,360 @@
+//! Labels for one subject, as a pure function of their events and the task: which prediction
+//! times are eligible (and, if not, why), whether each outcome occurs in each horizon, prior
+//! outcomes, censoring. Rules: an event exactly at the prediction time is future unless the task
+//! says otherwise; a subject needs `min_history_days` of data before the time and must be inside
+//! the age range and alive; a horizon that death or the end of the subject's data cuts short
+//! without the outcome is censored (dropped or marked, per the task).
+
+use super::spec::{CensorRule, PriorRule, Task, TimesKind};
+use crate::schema::Event;
+
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+pub const MICROS_PER_YEAR: i64 = 31_557_600_000_000; // 365.25 days
+
+/// One outcome x horizon result at one prediction time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelValue {
+    True,
+    False,
+    /// Death or end of data before the horizon, outcome not seen.
+    Censored,
+    /// A prior outcome and the task excludes them.
+    ExcludedPrior,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelRow {
+    pub subject_id: i64,
+    pub prediction_time: i64,
+    pub age_years: f64,
+    /// Per outcome: a prior event strictly before (or at, if same time is past) the time.
+    pub prior: Vec<bool>,
+    /// Per outcome, per horizon (task order).
+    pub values: Vec<Vec<LabelValue>>,
+}
+
+/// Why a prediction time produced no row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Exclusion {
+    NoBirthDate,
+    OutsideAgeRange,
+    DeadBefore,
+    NotEnoughHistory,
+    NoFollowUp,
+}
+
+impl Exclusion {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Exclusion::NoBirthDate => "no_birth_date",
+            Exclusion::OutsideAgeRange => "outside_age_range",
+            Exclusion::DeadBefore => "dead_before_time",
+            Exclusion::NotEnoughHistory => "not_enough_history",
+            Exclusion::NoFollowUp => "no_follow_up_after_time",
+        }
+    }
+}
+
+/// Candidate prediction times for a subject.
+pub fn prediction_times(task: &Task, events: &[Event]) -> Vec<i64> {
+    let pt = &task.spec.prediction_times;
+    match pt.kind {
+        TimesKind::Fixed => vec![task.start],
+        TimesKind::Yearly => {
+            let mut v = Vec::new();
+            let start = chrono::DateTime::from_timestamp_micros(task.start)
+                .expect("valid")
+                .date_naive();
+            let mut d = start;
+            let micros = |d: chrono::NaiveDate| {
+                d.and_hms_opt(0, 0, 0)
+                    .expect("midnight")
+                    .and_utc()
+                    .timestamp_micros()
+            };
+            while micros(d) <= task.end {
+                v.push(micros(d));
+                d = d
+                    .checked_add_months(chrono::Months::new(12))
+                    .expect("in range");
+            }
+            v
+        }
+        TimesKind::Encounters => {
+            let mut v: Vec<i64> = events
+                .iter()
+                .filter(|e| pt.encounter_codes.contains(&e.code))
+                .filter_map(|e| e.time)
+                .filter(|t| (task.start..=task.end).contains(t))
+                .collect();
+            v.dedup();
+            v
+        }
+    }
+}
+
+/// Label one subject (events sorted by time, static first). Returns rows and exclusions.
+pub fn label_subject(task: &Task, events: &[Event]) -> (Vec<LabelRow>, Vec<Exclusion>) {
+    let w = &task.spec.window;
+    let Some(first) = events.first() else {
+        return (vec![], vec![]);
+    };
+    let subject_id = first.subject_id;
+    let birth = events
+        .iter()
+        .find(|e| e.code == "MEDS_BIRTH")
+        .and_then(|e| e.time);
+    let death = events
+        .iter()
+        .filter(|e| e.code == "MEDS_DEATH")
+        .filter_map(|e| e.time)
+        .min();
+    let first_time = events
+        .iter()
+        .filter(|e| e.code != "MEDS_BIRTH")
+        .filter_map(|e| e.time)
+        .min();
+    let last_time = events.iter().filter_map(|e| e.time.max(e.end_time)).max();
+    let outcome_times: Vec<Vec<i64>> = task
+        .outcomes
+        .iter()
+        .map(|o| {
+            events
+                .iter()
+                .filter(|e| o.matches(e))
+                .filter_map(|e| e.time)
+                .collect()
+        })
+        .collect();
+    let mut rows = Vec::new();
+    let mut excluded = Vec::new();
+    for t in prediction_times(task, events) {
+        let Some(b) = birth else {
+            excluded.push(Exclusion::NoBirthDate);
+            continue;
+        };
+        let age = (t - b) as f64 / MICROS_PER_YEAR as f64;
+        if !(w.min_age..=w.max_age).contains(&age) {
+            excluded.push(Exclusion::OutsideAgeRange);
+            continue;
+        }
+        if death.is_some_and(|d| d < t) {
+            excluded.push(Exclusion::DeadBefore);
+            continue;
+        }
+        if first_time.is_none_or(|f| f > t - w.min_history_days as i64 * MICROS_PER_DAY) {
+            excluded.push(Exclusion::NotEnoughHistory);
+            continue;
+        }
+        if last_time.is_none_or(|l| l <= t) {
+            excluded.push(Exclusion::NoFollowUp);
+            continue;
+        }
+        let before = |x: i64| if w.same_time_is_future { x < t } else { x <= t };
+        let prior: Vec<bool> = outcome_times
+            .iter()
+            .map(|ts| ts.iter().any(|&x| before(x)))
+            .collect();
+        let values = outcome_times
+            .iter()
+            .zip(&prior)
+            .map(|(ts, &p)| {
+                w.horizons_years
+                    .iter()
+                    .map(|&h| {
+                        if p && w.prior_outcome == PriorRule::Exclude {
+                            return LabelValue::ExcludedPrior;
+                        }
+                        let end = t + h as i64 * MICROS_PER_YEAR;
+                        if ts.iter().any(|&x| !before(x) && x <= end) {
+                            LabelValue::True
+                        } else if death.is_some_and(|d| d < end)
+                            || last_time.is_some_and(|l| l < end)
+                        {
+                            LabelValue::Censored
+                        } else {
+                            LabelValue::False
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        rows.push(LabelRow {
+            subject_id,
+            prediction_time: t,
+            age_years: age,
+            prior,
+            values,
+        });
+    }
+    (rows, excluded)
+}
+
+/// The boolean a label file gets, or `None` when the row is left out of it.
+pub fn label_bool(v: LabelValue, censoring: CensorRule) -> Option<bool> {
+    match (v, censoring) {
+        (LabelValue::True, _) => Some(true),
+        (LabelValue::False, _) => Some(false),
+        (LabelValue::Censored, CensorRule::Mark) => Some(false),
+        (LabelValue::Censored, CensorRule::Drop) | (LabelValue::ExcludedPrior, _) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cohort::spec::Task;
+
+    const DAY: i64 = MICROS_PER_DAY;
+    const YEAR: i64 = MICROS_PER_YEAR;
+
+    fn t(s: &str) -> i64 {
+        crate::ingest::time::TimeContext::default()
+            .parse(s)
+            .unwrap()
+    }
+
+    fn ev(time: &str, code: &str) -> Event {
+        Event {
+            subject_id: 1,
+            time: Some(t(time)),
+            code: code.into(),
+            ..Default::default()
+        }
+    }
+
+    fn task(f: impl Fn(&mut crate::cohort::spec::TaskSpec)) -> Task {
+        let mut s = Task::load("mi_stroke").unwrap().spec;
+        s.prediction_times.kind = TimesKind::Fixed;
+        s.prediction_times.start = "2015-01-01".into();
+        s.prediction_times.end = None;
+        f(&mut s);
+        Task::from_spec(s, None).unwrap()
+    }
+
+    fn base() -> Vec<Event> {
+        vec![
+            ev("1960-01-01", "MEDS_BIRTH"),
+            ev("2010-01-01", "ENCOUNTER//AMB"),
+            ev("2026-01-01", "ENCOUNTER//AMB"),
+        ]
+    }
+
+    fn sorted(mut v: Vec<Event>) -> Vec<Event> {
+        v.sort_by(|a, b| a.lake_cmp(b));
+        v
+    }
+
+    #[test]
+    fn outcome_inside_horizon_is_true_outside_is_false() {
+        let task = task(|_| {});
+        let mut e = base();
+        e.push(ev("2017-06-01", "ICD10CM//I21.4"));
+        let (rows, _) = label_subject(&task, &sorted(e));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].values[0],
+            vec![LabelValue::False, LabelValue::True, LabelValue::True]
+        );
+        assert_eq!(rows[0].values[1], vec![LabelValue::False; 3]);
+        assert!(!rows[0].prior[0]);
+    }
+
+    #[test]
+    fn event_exactly_at_prediction_time_is_future_unless_told_otherwise() {
+        let mut e = base();
+        e.push(ev("2015-01-01", "SNOMED//22298006"));
+        let e = sorted(e);
+        let (rows, _) = label_subject(&task(|_| {}), &e);
+        assert_eq!(rows[0].values[0][0], LabelValue::True);
+        assert!(!rows[0].prior[0]);
+        let (rows, _) = label_subject(&task(|s| s.window.same_time_is_future = false), &e);
+        assert!(rows[0].prior[0], "at the time counts as past");
+        assert_eq!(rows[0].values[0][0], LabelValue::False);
+    }
+
+    #[test]
+    fn prior_outcome_flagged_or_excluded() {
+        let mut e = base();
+        e.push(ev("2012-03-01", "ICD9CM//410.71"));
+        let e = sorted(e);
+        let (rows, _) = label_subject(&task(|_| {}), &e);
+        assert!(rows[0].prior[0]);
+        assert_eq!(rows[0].values[0][0], LabelValue::False);
+        let (rows, _) = label_subject(&task(|s| s.window.prior_outcome = PriorRule::Exclude), &e);
+        assert_eq!(rows[0].values[0], vec![LabelValue::ExcludedPrior; 3]);
+        assert_eq!(
+            rows[0].values[1][0],
+            LabelValue::False,
+            "other outcomes are unaffected"
+        );
+    }
+
+    #[test]
+    fn death_or_end_of_data_before_horizon_censors() {
+        let mut e = vec![
+            ev("1960-01-01", "MEDS_BIRTH"),
+            ev("2010-01-01", "ENCOUNTER//AMB"),
+            ev("2017-01-01", "ENCOUNTER//AMB"),
+        ];
+        e.push(ev("2018-05-01", "MEDS_DEATH"));
+        let e = sorted(e);
+        let (rows, _) = label_subject(&task(|_| {}), &e);
+        assert_eq!(
+            rows[0].values[0],
+            vec![
+                LabelValue::False,
+                LabelValue::Censored,
+                LabelValue::Censored
+            ]
+        );
+        assert_eq!(label_bool(LabelValue::Censored, CensorRule::Drop), None);
+        assert_eq!(
+            label_bool(LabelValue::Censored, CensorRule::Mark),
+            Some(false)
+        );
+        // An outcome before the censoring still makes the label true.
+        let mut e2 = e.clone();
+        e2.push(ev("2016-02-01", "ICD10CM//I63.9"));
+        let (rows, _) = label_subject(&task(|_| {}), &sorted(e2));
+        assert_eq!(
+            rows[0].values[1],
+            vec![LabelValue::False, LabelValue::True, LabelValue::True]
+        );
+    }
+
+    #[test]
+    fn exclusions_have_reasons() {
+        let task = task(|_| {});
+        let young = sorted(vec![
+            ev("2000-01-01", "MEDS_BIRTH"),
+            ev("2010-01-01", "X//1"),
+            ev("2020-01-01", "X//1"),
+        ]);
+        assert_eq!(
+            label_subject(&task, &young).1,
+            vec![Exclusion::OutsideAgeRange]
+        );
+        let new = sorted(vec![
+            ev("1960-01-01", "MEDS_BIRTH"),
+            ev("2014-12-01", "X//1"),
+            ev("2020-01-01", "X//1"),
+        ]);
+        assert_eq!(
+            label_subject(&task, &new).1,
+            vec![Exclusion::NotEnoughHistory]
+        );
+        let dead = sorted(vec![
+            ev("1960-01-01", "MEDS_BIRTH"),
+            ev("2010-01-01", "X//1"),
+            ev("2014-01-01", "MEDS_DEATH"),
+        ]);
+        assert_eq!(label_subject(&task, &dead).1, vec![Exclusion::DeadBefore]);
+        let gone = sorted(vec![
+            ev("1960-01-01", "MEDS_BIRTH"),
+            ev("2010-01-01", "X//1"),
+        ]);
+        assert_eq!(label_subject(&task, &gone).1, vec![Exclusion::NoFollowUp]);
+        let _ = (DAY, YEAR);
+    }
+}

@@ -1,0 +1,302 @@
+//! Cohort: a task (`schemas/tasks/*.toml`) applied to the lake gives labels, written once
+//! against canonical events whatever export they came from. In: a lake and a task. Out, in the
+//! cohort folder: `labels/<outcome>_<h>y/shard-NNNN.parquet` in the MEDS label schema
+//! (`subject_id`, `prediction_time`, `boolean_value`), `cohort/shard-NNNN.parquet` (every
+//! eligible prediction time with split, age, prior-outcome flags and censoring), `summary.json`
+//! (counts, prevalence, censored, excluded by reason, per split) and `manifest.json` (task hash,
+//! lake fingerprint). Shards are labelled in parallel, one lake shard per worker at a time.
+
+pub mod labels;
+pub mod spec;
+
+use crate::lake::{Lake, LakeError, write};
+use crate::schema::Event;
+use arrow::array::{
+    ArrayRef, BooleanArray, Float32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use labels::{Exclusion, LabelValue, label_bool, label_subject};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use spec::Task;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CohortError {
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
+}
+
+/// Counts for one outcome x horizon x split.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LabelCounts {
+    pub labelled: u64,
+    pub positive: u64,
+    pub censored: u64,
+    pub excluded_prior: u64,
+    pub prevalence: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CohortSummary {
+    pub task: String,
+    pub task_hash: String,
+    pub lake_fingerprint: String,
+    pub subjects: u64,
+    pub prediction_times: u64,
+    pub excluded_by_reason: BTreeMap<String, u64>,
+    /// "<outcome>_<h>y" -> split -> counts ("all" included)
+    pub labels: BTreeMap<String, BTreeMap<String, LabelCounts>>,
+    pub censoring: String,
+}
+
+/// A fingerprint of the lake's content: the hash of its manifest's run ids and input hashes.
+pub fn lake_fingerprint(lake: &Lake) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for i in &lake.manifest.inputs {
+        h.update(i.blake3.as_bytes());
+    }
+    h.update(lake.manifest.shards.to_le_bytes());
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Split each subject into its contiguous run of events.
+pub fn by_subject(events: &[Event]) -> impl Iterator<Item = &[Event]> {
+    events.chunk_by(|a, b| a.subject_id == b.subject_id)
+}
+
+pub fn label_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("subject_id", DataType::Int64, false),
+        Field::new(
+            "prediction_time",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
+        Field::new("boolean_value", DataType::Boolean, false),
+    ]))
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CohortError + '_ {
+    move |err| CohortError::Io {
+        path: path.display().to_string(),
+        err,
+    }
+}
+
+struct ShardResult {
+    subjects: u64,
+    times: u64,
+    excluded: HashMap<Exclusion, u64>,
+    counts: BTreeMap<String, BTreeMap<String, LabelCounts>>,
+}
+
+/// Label the whole lake into `out`.
+pub fn run(lake_dir: &Path, task: &Task, out: &Path) -> Result<CohortSummary, CohortError> {
+    let lake = Lake::open(lake_dir)?;
+    let splits: HashMap<i64, String> =
+        write::read_splits(&lake.root.join("metadata/subject_splits.parquet"))?
+            .into_iter()
+            .collect();
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let names: Vec<(usize, usize, String)> = task
+        .outcomes
+        .iter()
+        .enumerate()
+        .flat_map(|(oi, o)| {
+            task.spec
+                .window
+                .horizons_years
+                .iter()
+                .enumerate()
+                .map(move |(hi, h)| (oi, hi, format!("{}_{h}y", o.name)))
+        })
+        .collect();
+    for (_, _, n) in &names {
+        let d = out.join("labels").join(n);
+        std::fs::create_dir_all(&d).map_err(io(&d))?;
+    }
+    std::fs::create_dir_all(out.join("cohort")).map_err(io(out))?;
+    let censoring = task.spec.window.censoring;
+    let results: Vec<Result<ShardResult, CohortError>> = (0..lake.manifest.shards)
+        .into_par_iter()
+        .filter(|&i| lake.shard_path(i).exists())
+        .map(|i| -> Result<ShardResult, CohortError> {
+            let events = lake.read_shard(i)?;
+            let mut r = ShardResult {
+                subjects: 0,
+                times: 0,
+                excluded: HashMap::new(),
+                counts: BTreeMap::new(),
+            };
+            let mut all_rows = Vec::new();
+            for ev in by_subject(&events) {
+                r.subjects += 1;
+                let (rows, ex) = label_subject(task, ev);
+                for x in ex {
+                    *r.excluded.entry(x).or_default() += 1;
+                }
+                all_rows.extend(rows);
+            }
+            r.times = all_rows.len() as u64;
+            let split_of = |s: i64| {
+                splits
+                    .get(&s)
+                    .cloned()
+                    .unwrap_or_else(|| crate::lake::split_of(s).to_string())
+            };
+            for (oi, hi, name) in &names {
+                let (mut sid, mut pt, mut val) = (vec![], vec![], vec![]);
+                for row in &all_rows {
+                    let v = row.values[*oi][*hi];
+                    let split = split_of(row.subject_id);
+                    for key in ["all", split.as_str()] {
+                        let c = r
+                            .counts
+                            .entry(name.clone())
+                            .or_default()
+                            .entry(key.to_string())
+                            .or_default();
+                        match v {
+                            LabelValue::Censored => c.censored += 1,
+                            LabelValue::ExcludedPrior => c.excluded_prior += 1,
+                            _ => {}
+                        }
+                        if let Some(b) = label_bool(v, censoring) {
+                            c.labelled += 1;
+                            c.positive += b as u64;
+                        }
+                    }
+                    if let Some(b) = label_bool(v, censoring) {
+                        sid.push(row.subject_id);
+                        pt.push(row.prediction_time);
+                        val.push(b);
+                    }
+                }
+                let b = RecordBatch::try_new(
+                    label_schema(),
+                    vec![
+                        Arc::new(Int64Array::from(sid)),
+                        Arc::new(TimestampMicrosecondArray::from(pt)),
+                        Arc::new(BooleanArray::from(val)),
+                    ],
+                )
+                .expect("schema matches");
+                write::write_batches(
+                    &out.join("labels")
+                        .join(name)
+                        .join(format!("shard-{i:04}.parquet")),
+                    label_schema(),
+                    &[b],
+                )?;
+            }
+            // cohort table: one row per eligible prediction time.
+            let mut fields = vec![
+                Field::new("subject_id", DataType::Int64, false),
+                Field::new(
+                    "prediction_time",
+                    DataType::Timestamp(TimeUnit::Microsecond, None),
+                    false,
+                ),
+                Field::new("split", DataType::Utf8, false),
+                Field::new("age_years", DataType::Float32, false),
+            ];
+            let mut cols: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from_iter_values(
+                    all_rows.iter().map(|r| r.subject_id),
+                )),
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    all_rows.iter().map(|r| r.prediction_time),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    all_rows.iter().map(|r| split_of(r.subject_id)),
+                )),
+                Arc::new(Float32Array::from_iter_values(
+                    all_rows.iter().map(|r| r.age_years as f32),
+                )),
+            ];
+            for (oi, o) in task.outcomes.iter().enumerate() {
+                fields.push(Field::new(
+                    format!("prior_{}", o.name),
+                    DataType::Boolean,
+                    false,
+                ));
+                cols.push(Arc::new(BooleanArray::from(
+                    all_rows.iter().map(|r| r.prior[oi]).collect::<Vec<_>>(),
+                )));
+            }
+            for (oi, hi, name) in &names {
+                fields.push(Field::new(
+                    format!("censored_{name}"),
+                    DataType::Boolean,
+                    false,
+                ));
+                cols.push(Arc::new(BooleanArray::from(
+                    all_rows
+                        .iter()
+                        .map(|r| r.values[*oi][*hi] == LabelValue::Censored)
+                        .collect::<Vec<_>>(),
+                )));
+            }
+            let schema = Arc::new(Schema::new(fields));
+            let b = RecordBatch::try_new(schema.clone(), cols).expect("schema matches");
+            write::write_batches(
+                &out.join("cohort").join(format!("shard-{i:04}.parquet")),
+                schema,
+                &[b],
+            )?;
+            Ok(r)
+        })
+        .collect();
+    let mut s = CohortSummary {
+        task: task.spec.name.clone(),
+        task_hash: task.hash.clone(),
+        lake_fingerprint: lake_fingerprint(&lake),
+        censoring: format!("{censoring:?}").to_lowercase(),
+        ..Default::default()
+    };
+    for r in results {
+        let r = r?;
+        s.subjects += r.subjects;
+        s.prediction_times += r.times;
+        for (x, n) in r.excluded {
+            *s.excluded_by_reason
+                .entry(x.name().to_string())
+                .or_default() += n;
+        }
+        for (name, by_split) in r.counts {
+            for (split, c) in by_split {
+                let t = s
+                    .labels
+                    .entry(name.clone())
+                    .or_default()
+                    .entry(split)
+                    .or_default();
+                t.labelled += c.labelled;
+                t.positive += c.positive;
+                t.censored += c.censored;
+                t.excluded_prior += c.excluded_prior;
+            }
+        }
+    }
+    for by_split in s.labels.values_mut() {
+        for c in by_split.values_mut() {
+            c.prevalence = if c.labelled == 0 {
+                0.0
+            } else {
+                c.positive as f64 / c.labelled as f64
+            };
+        }
+    }
+    let sp = out.join("summary.json");
+    std::fs::write(&sp, serde_json::to_string_pretty(&s).expect("json")).map_err(io(&sp))?;
+    Ok(s)
+}
