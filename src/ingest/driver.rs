@@ -116,7 +116,8 @@ struct Router {
     buf: Vec<Vec<Event>>,
     buffered: usize,
     limit: usize,
-    spills: Vec<Vec<PathBuf>>,
+    /// Per shard: (spill file, indices of its record batches in that file).
+    spills: Vec<Vec<(PathBuf, Vec<usize>)>>,
     scratch: PathBuf,
     nspill: usize,
 }
@@ -146,54 +147,52 @@ impl Router {
         Ok(())
     }
 
+    /// Write every buffered shard into one Arrow IPC file (one or more record batches per
+    /// shard) and remember, per shard, which batches of which file are its own: a spill is one
+    /// file whatever the number of shards.
     fn spill(&mut self) -> Result<(), IngestError> {
-        let scratch = self.scratch.clone();
-        let n = self.nspill;
-        let written: Vec<Result<(usize, PathBuf), IngestError>> = self
+        let p = self.scratch.join(format!("spill-{:05}.arrow", self.nspill));
+        let perr = |e: &dyn std::fmt::Display| IngestError::Parquet {
+            path: p.clone(),
+            err: e.to_string(),
+        };
+        let batches: Vec<(usize, Vec<arrow::array::RecordBatch>)> = self
             .buf
             .par_iter_mut()
             .enumerate()
             .filter(|(_, b)| !b.is_empty())
             .map(|(i, b)| {
-                let p = scratch.join(format!("spill-{i:04}-{n:05}.arrow"));
-                let f = std::fs::File::create(&p).map_err(|err| IngestError::Io {
-                    path: p.clone(),
-                    err,
-                })?;
-                let mut w = arrow::ipc::writer::FileWriter::try_new(
-                    std::io::BufWriter::new(f),
-                    &event_schema(),
-                )
-                .map_err(|e| IngestError::Parquet {
-                    path: p.clone(),
-                    err: e.to_string(),
-                })?;
-                for c in b.chunks(64 * 1024) {
-                    w.write(&to_batch(c)).map_err(|e| IngestError::Parquet {
-                        path: p.clone(),
-                        err: e.to_string(),
-                    })?;
-                }
-                w.finish().map_err(|e| IngestError::Parquet {
-                    path: p.clone(),
-                    err: e.to_string(),
-                })?;
+                let out = b.chunks(64 * 1024).map(to_batch).collect();
                 b.clear();
                 b.shrink_to_fit();
-                Ok((i, p))
+                (i, out)
             })
             .collect();
-        for r in written {
-            let (i, p) = r?;
-            self.spills[i].push(p);
+        let f = std::fs::File::create(&p).map_err(|err| IngestError::Io {
+            path: p.clone(),
+            err,
+        })?;
+        let mut w =
+            arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(f), &event_schema())
+                .map_err(|e| perr(&e))?;
+        let mut index = 0;
+        for (i, bs) in batches {
+            let mut mine = Vec::with_capacity(bs.len());
+            for b in bs {
+                w.write(&b).map_err(|e| perr(&e))?;
+                mine.push(index);
+                index += 1;
+            }
+            self.spills[i].push((p.clone(), mine));
         }
+        w.finish().map_err(|e| perr(&e))?;
         self.nspill += 1;
         self.buffered = 0;
         Ok(())
     }
 
     /// Hand over every touched shard's buffered events and spill files.
-    fn drain_touched(&mut self) -> Vec<(usize, Vec<Event>, Vec<PathBuf>)> {
+    fn drain_touched(&mut self) -> Vec<(usize, Vec<Event>, Vec<(PathBuf, Vec<usize>)>)> {
         let touched: Vec<usize> = (0..self.shards)
             .filter(|&i| !self.buf[i].is_empty() || !self.spills[i].is_empty())
             .collect();
@@ -217,10 +216,10 @@ struct ShardOutcome {
     codes: Vec<String>,
 }
 
-/// Read back a shard's spill files (and delete them).
-fn read_spills(spills: &[PathBuf]) -> Result<Vec<Event>, IngestError> {
+/// Read back a shard's record batches from the spill files (removed with the staging area).
+fn read_spills(spills: &[(PathBuf, Vec<usize>)]) -> Result<Vec<Event>, IngestError> {
     let mut out = Vec::new();
-    for p in spills {
+    for (p, idx) in spills {
         let perr = |e: &dyn std::fmt::Display| IngestError::Parquet {
             path: p.clone(),
             err: e.to_string(),
@@ -229,13 +228,16 @@ fn read_spills(spills: &[PathBuf]) -> Result<Vec<Event>, IngestError> {
             path: p.clone(),
             err,
         })?;
-        let r = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(f), None)
+        let mut r = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(f), None)
             .map_err(|e| perr(&e))?;
-        for b in r {
-            let b = b.map_err(|e| perr(&e))?;
+        for &k in idx {
+            r.set_index(k).map_err(|e| perr(&e))?;
+            let b = r
+                .next()
+                .ok_or_else(|| perr(&format!("batch {k} missing")))?
+                .map_err(|e| perr(&e))?;
             out.extend(from_batch(&b).map_err(|e| perr(&e))?);
         }
-        let _ = std::fs::remove_file(p);
     }
     Ok(out)
 }
