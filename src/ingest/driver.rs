@@ -110,14 +110,17 @@ pub struct IngestOutcome {
     pub report: IngestReport,
 }
 
+/// A spill file and the indices of one shard's record batches in it.
+type SpillRef = (PathBuf, Vec<usize>);
+
 /// Routes events to shard buffers, spilling to Arrow IPC files when the buffer is full.
 struct Router {
     shards: usize,
     buf: Vec<Vec<Event>>,
     buffered: usize,
     limit: usize,
-    /// Per shard: (spill file, indices of its record batches in that file).
-    spills: Vec<Vec<(PathBuf, Vec<usize>)>>,
+    /// Per shard: where its spilled events are.
+    spills: Vec<Vec<SpillRef>>,
     scratch: PathBuf,
     nspill: usize,
 }
@@ -192,7 +195,7 @@ impl Router {
     }
 
     /// Hand over every touched shard's buffered events and spill files.
-    fn drain_touched(&mut self) -> Vec<(usize, Vec<Event>, Vec<(PathBuf, Vec<usize>)>)> {
+    fn drain_touched(&mut self) -> Vec<(usize, Vec<Event>, Vec<SpillRef>)> {
         let touched: Vec<usize> = (0..self.shards)
             .filter(|&i| !self.buf[i].is_empty() || !self.spills[i].is_empty())
             .collect();
@@ -217,7 +220,7 @@ struct ShardOutcome {
 }
 
 /// Read back a shard's record batches from the spill files (removed with the staging area).
-fn read_spills(spills: &[(PathBuf, Vec<usize>)]) -> Result<Vec<Event>, IngestError> {
+fn read_spills(spills: &[SpillRef]) -> Result<Vec<Event>, IngestError> {
     let mut out = Vec::new();
     for (p, idx) in spills {
         let perr = |e: &dyn std::fmt::Display| IngestError::Parquet {
