@@ -73,16 +73,23 @@ pub fn by_subject(events: &[Event]) -> impl Iterator<Item = &[Event]> {
     events.chunk_by(|a, b| a.subject_id == b.subject_id)
 }
 
-pub fn label_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
+/// The key every per-prediction-time table starts with: subject and prediction time.
+pub fn key_fields() -> Vec<Field> {
+    vec![
         Field::new("subject_id", DataType::Int64, false),
         Field::new(
             "prediction_time",
             DataType::Timestamp(TimeUnit::Microsecond, None),
             false,
         ),
-        Field::new("boolean_value", DataType::Boolean, false),
-    ]))
+    ]
+}
+
+/// The MEDS label schema (no extra columns allowed).
+pub fn label_schema() -> Arc<Schema> {
+    let mut f = key_fields();
+    f.push(Field::new("boolean_value", DataType::Boolean, false));
+    Arc::new(Schema::new(f))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CohortError + '_ {
@@ -199,16 +206,11 @@ pub fn run(lake_dir: &Path, task: &Task, out: &Path) -> Result<CohortSummary, Co
                 )?;
             }
             // cohort table: one row per eligible prediction time.
-            let mut fields = vec![
-                Field::new("subject_id", DataType::Int64, false),
-                Field::new(
-                    "prediction_time",
-                    DataType::Timestamp(TimeUnit::Microsecond, None),
-                    false,
-                ),
+            let mut fields = key_fields();
+            fields.extend([
                 Field::new("split", DataType::Utf8, false),
                 Field::new("age_years", DataType::Float32, false),
-            ];
+            ]);
             let mut cols: Vec<ArrayRef> = vec![
                 Arc::new(Int64Array::from_iter_values(
                     all_rows.iter().map(|r| r.subject_id),

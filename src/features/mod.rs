@@ -11,13 +11,13 @@ pub mod compute;
 pub mod spec;
 
 use crate::cohort::spec::Task;
-use crate::cohort::{by_subject, lake_fingerprint};
+use crate::cohort::{by_subject, key_fields, lake_fingerprint};
 use crate::lake::{Lake, LakeError, write};
 use arrow::array::{
     Array, ArrayRef, Float32Array, Float32Builder, Int32Array, Int32Builder, Int64Array,
     ListBuilder, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema};
 use compute::{Visibility, Vocab, VocabCounts, features_at, tabular_columns};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
@@ -92,13 +92,8 @@ pub fn read_cohort_shard(p: &Path) -> Result<Vec<(i64, i64, String)>, FeatureErr
 }
 
 fn seq_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("subject_id", DataType::Int64, false),
-        Field::new(
-            "prediction_time",
-            DataType::Timestamp(TimeUnit::Microsecond, None),
-            false,
-        ),
+    let mut f = key_fields();
+    f.extend([
         Field::new("step", DataType::Int32, false),
         Field::new("days_before", DataType::Float32, false),
         Field::new("gap_days", DataType::Float32, false),
@@ -113,7 +108,8 @@ fn seq_schema() -> Arc<Schema> {
             DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
             false,
         ),
-    ]))
+    ]);
+    Arc::new(Schema::new(f))
 }
 
 /// Learn the vocabulary and normalisation from the train split of the lake.
@@ -162,15 +158,8 @@ pub fn run(
             err,
         })?;
     }
-    let mut tab_fields = vec![
-        Field::new("subject_id", DataType::Int64, false),
-        Field::new(
-            "prediction_time",
-            DataType::Timestamp(TimeUnit::Microsecond, None),
-            false,
-        ),
-        Field::new("split", DataType::Utf8, false),
-    ];
+    let mut tab_fields = key_fields();
+    tab_fields.push(Field::new("split", DataType::Utf8, false));
     tab_fields.extend(
         columns
             .iter()

@@ -212,25 +212,16 @@ impl Chunk {
     pub fn reject(&mut self, file: &str, row: u64, raw: &str, r: Reject) {
         self.tally.rows_read += 1;
         self.tally.rows_rejected += 1;
-        *self
-            .tally
-            .rejected_by_reason
-            .entry(r.reason.to_string())
-            .or_default() += 1;
-        self.quarantine.push(Quarantined {
-            file: file.to_string(),
-            row,
-            field: r.field,
-            reason: r.reason.to_string(),
-            value: r.value,
-            message: r.message,
-            raw: truncate_raw(raw),
-        });
+        self.quarantine_record(file, row, raw, r);
     }
 
     /// Record one quarantined field inside a row that is otherwise accepted.
     pub fn reject_field(&mut self, file: &str, row: u64, raw: &str, r: Reject) {
         self.tally.fields_rejected += 1;
+        self.quarantine_record(file, row, raw, r);
+    }
+
+    fn quarantine_record(&mut self, file: &str, row: u64, raw: &str, r: Reject) {
         *self
             .tally
             .rejected_by_reason
