@@ -6,6 +6,8 @@ mod cli;
 mod cohort;
 #[path = "it/common.rs"]
 mod common;
+#[path = "it/equations.rs"]
+mod equations;
 #[path = "it/ingest_bad.rs"]
 mod ingest_bad;
 #[path = "it/ingest_real.rs"]
