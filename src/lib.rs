@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod cohort;
 pub mod commands;
+pub mod evaluate;
 pub mod features;
 pub mod ingest;
 pub mod lake;
