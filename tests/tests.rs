@@ -16,5 +16,7 @@ mod ingest_real;
 mod lake_ops;
 #[path = "it/laws.rs"]
 mod laws;
+#[path = "it/models.rs"]
+mod models;
 #[path = "it/synth.rs"]
 mod synth;

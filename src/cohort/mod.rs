@@ -302,3 +302,42 @@ pub fn run(lake_dir: &Path, task: &Task, out: &Path) -> Result<CohortSummary, Co
     std::fs::write(&sp, serde_json::to_string_pretty(&s).expect("json")).map_err(io(&sp))?;
     Ok(s)
 }
+
+/// Read one outcome x horizon label folder (`labels/<name>/shard-*.parquet`).
+pub fn read_labels(dir: &Path) -> Result<HashMap<(i64, i64), bool>, CohortError> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let bad = |m: String| CohortError::Io {
+        path: dir.display().to_string(),
+        err: std::io::Error::other(m),
+    };
+    let mut out = HashMap::new();
+    for e in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
+        let f = std::fs::File::open(e.path()).map_err(io(dir))?;
+        let r = ParquetRecordBatchReaderBuilder::try_new(f)
+            .map_err(|e| bad(e.to_string()))?
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        for b in r {
+            let b = b.map_err(|e| bad(e.to_string()))?;
+            let s = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| bad("subject_id".into()))?;
+            let t = b
+                .column(1)
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .ok_or_else(|| bad("prediction_time".into()))?;
+            let v = b
+                .column(2)
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| bad("boolean_value".into()))?;
+            for i in 0..b.num_rows() {
+                out.insert((s.value(i), t.value(i)), v.value(i));
+            }
+        }
+    }
+    Ok(out)
+}

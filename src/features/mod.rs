@@ -437,3 +437,78 @@ pub fn same_features(
                 && x.age.to_bits() == y.age.to_bits()
         })
 }
+
+/// The tabular FeatureSet, read back: column names, keys (subject, time, split) and rows.
+pub type Tabular = (Vec<String>, Vec<(i64, i64, String)>, Vec<Vec<f32>>);
+
+/// Read every `tabular/shard-*.parquet` of a features folder, in shard order.
+pub fn read_tabular(dir: &Path) -> Result<Tabular, FeatureError> {
+    let bad = |p: &Path, m: String| FeatureError::Cohort {
+        path: p.display().to_string(),
+        message: m,
+    };
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("tabular"))
+        .map_err(|err| FeatureError::Io {
+            path: dir.display().to_string(),
+            err,
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let (mut columns, mut keys, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+    for p in files {
+        let f = std::fs::File::open(&p).map_err(|err| FeatureError::Io {
+            path: p.display().to_string(),
+            err,
+        })?;
+        let r = ParquetRecordBatchReaderBuilder::try_new(f)
+            .map_err(|e| bad(&p, e.to_string()))?
+            .build()
+            .map_err(|e| bad(&p, e.to_string()))?;
+        for b in r {
+            let b = b.map_err(|e| bad(&p, e.to_string()))?;
+            if columns.is_empty() {
+                columns = b
+                    .schema()
+                    .fields()
+                    .iter()
+                    .skip(3)
+                    .map(|f| f.name().clone())
+                    .collect();
+            }
+            let s = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| bad(&p, "subject_id".into()))?;
+            let t = b
+                .column(1)
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .ok_or_else(|| bad(&p, "prediction_time".into()))?;
+            let sp = b
+                .column(2)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| bad(&p, "split".into()))?;
+            let cols: Vec<&Float32Array> = (3..b.num_columns())
+                .map(|j| {
+                    b.column(j)
+                        .as_any()
+                        .downcast_ref::<Float32Array>()
+                        .ok_or_else(|| bad(&p, format!("column {j}")))
+                })
+                .collect::<Result<_, _>>()?;
+            for i in 0..b.num_rows() {
+                keys.push((s.value(i), t.value(i), sp.value(i).to_string()));
+                rows.push(
+                    cols.iter()
+                        .map(|c| if c.is_null(i) { f32::NAN } else { c.value(i) })
+                        .collect(),
+                );
+            }
+        }
+    }
+    Ok((columns, keys, rows))
+}

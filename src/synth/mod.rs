@@ -315,3 +315,56 @@ pub fn run(
     std::fs::write(&mp, serde_json::to_string_pretty(&m).expect("json")).map_err(io(&mp))?;
     Ok(m)
 }
+
+/// Read the ground truth: (lake subject id, prediction time, horizon years) -> (p_mi, p_stroke).
+pub fn read_truth(
+    path: &Path,
+) -> Result<std::collections::HashMap<(i64, i64, i32), (f64, f64)>, SynthError> {
+    use arrow::array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let perr = |e: &dyn std::fmt::Display| SynthError::Parquet {
+        path: path.to_path_buf(),
+        err: e.to_string(),
+    };
+    let f = std::fs::File::open(path).map_err(|err| SynthError::Io {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    let mut out = std::collections::HashMap::new();
+    for b in ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| perr(&e))?
+        .build()
+        .map_err(|e| perr(&e))?
+    {
+        let b = b.map_err(|e| perr(&e))?;
+        let col = |i: usize| b.column(i).clone();
+        let (s, t, h, a, c) = (col(1), col(2), col(3), col(4), col(5));
+        let s = s
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| perr(&"subject_id"))?;
+        let t = t
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .ok_or_else(|| perr(&"prediction_time"))?;
+        let h = h
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .ok_or_else(|| perr(&"horizon_years"))?;
+        let a = a
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .ok_or_else(|| perr(&"p_mi"))?;
+        let c = c
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .ok_or_else(|| perr(&"p_stroke"))?;
+        for i in 0..b.num_rows() {
+            out.insert(
+                (s.value(i), t.value(i), h.value(i)),
+                (a.value(i), c.value(i)),
+            );
+        }
+    }
+    Ok(out)
+}
