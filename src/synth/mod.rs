@@ -316,11 +316,11 @@ pub fn run(
     Ok(m)
 }
 
-/// Read the ground truth: (lake subject id, prediction time, horizon years) -> (p_mi, p_stroke).
-pub fn read_truth(
-    path: &Path,
-) -> Result<std::collections::HashMap<(i64, i64, i32), (f64, f64)>, SynthError> {
-    use arrow::array::Array;
+/// Ground truth: (lake subject id, prediction time, horizon years) -> (p_mi, p_stroke).
+pub type Truth = std::collections::HashMap<(i64, i64, i32), (f64, f64)>;
+
+/// Read `truth/risk.parquet`.
+pub fn read_truth(path: &Path) -> Result<Truth, SynthError> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let perr = |e: &dyn std::fmt::Display| SynthError::Parquet {
         path: path.to_path_buf(),
