@@ -175,9 +175,16 @@ impl Router {
             path: p.clone(),
             err,
         })?;
-        let mut w =
-            arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(f), &event_schema())
-                .map_err(|e| perr(&e))?;
+        // LZ4-compressed: the spills of a large export are many bytes per event.
+        let options = arrow::ipc::writer::IpcWriteOptions::default()
+            .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
+            .map_err(|e| perr(&e))?;
+        let mut w = arrow::ipc::writer::FileWriter::try_new_with_options(
+            std::io::BufWriter::new(f),
+            &event_schema(),
+            options,
+        )
+        .map_err(|e| perr(&e))?;
         let mut index = 0;
         for (i, bs) in batches {
             let mut mine = Vec::with_capacity(bs.len());
