@@ -260,7 +260,10 @@ impl Person {
             let years = m as f64 / 12.0;
             let age = (date - birth).num_days() as f64 / 365.25;
             rw_sbp += r.gauss(0.0, 0.9);
-            let sbp = sbp0 + sbp_slope * years + rw_sbp - if on_bp { 12.0 } else { 0.0 };
+            // Kept physiological: a 14-year random walk would otherwise wander below 40 mmHg
+            // for a handful of people in a million (found by the 1 M-person run).
+            let sbp = (sbp0 + sbp_slope * years + rw_sbp - if on_bp { 12.0 } else { 0.0 })
+                .clamp(85.0, 230.0);
             sbp_hist.push(sbp);
             let hdl = hdl0;
             let ldl_raw = ldl0 + 0.3 * years;
@@ -353,8 +356,8 @@ impl Person {
                     copy_to,
                 };
                 let round1 = |x: f64| (x * 10.0).round() / 10.0;
-                let m_sbp = round1(sbp + r.gauss(0.0, 7.0));
-                let m_dbp = round1(0.55 * m_sbp + r.gauss(8.0, 5.0));
+                let m_sbp = round1((sbp + r.gauss(0.0, 7.0)).clamp(70.0, 260.0));
+                let m_dbp = round1((0.55 * m_sbp + r.gauss(8.0, 5.0)).clamp(35.0, 150.0));
                 v.measurements.push((Meas::Sbp, m_sbp));
                 v.measurements.push((Meas::Dbp, m_dbp));
                 v.measurements
