@@ -20,14 +20,7 @@ pub fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
             .with_context(|| format!("remove {}", lake_dir.display()))?;
     }
     let r = 0.002;
-    let defects = crate::synth::export::DefectRates {
-        malformed_json: r,
-        unknown_unit: r,
-        unknown_patient: r,
-        future_event: r,
-        bad_date: r,
-        implausible_value: r,
-    };
+    let defects = crate::synth::export::DefectRates::uniform(r);
     let opts = SynthOptions {
         patients: a.patients,
         seed: a.seed,

@@ -12,14 +12,7 @@ pub fn options(a: &SynthArgs) -> SynthOptions {
     SynthOptions {
         patients: a.patients,
         seed: a.seed,
-        defects: DefectRates {
-            malformed_json: r,
-            unknown_unit: r,
-            unknown_patient: r,
-            future_event: r,
-            bad_date: r,
-            implausible_value: r,
-        },
+        defects: DefectRates::uniform(r),
         duplicate_rate: a.duplicate_rate,
         chunk: a.chunk,
     }

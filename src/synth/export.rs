@@ -113,16 +113,23 @@ pub struct DefectRates {
     pub implausible_value: f64,
 }
 
+impl DefectRates {
+    /// The same rate for every kind of defect.
+    pub fn uniform(r: f64) -> DefectRates {
+        DefectRates {
+            malformed_json: r,
+            unknown_unit: r,
+            unknown_patient: r,
+            future_event: r,
+            bad_date: r,
+            implausible_value: r,
+        }
+    }
+}
+
 impl Default for DefectRates {
     fn default() -> Self {
-        DefectRates {
-            malformed_json: 0.001,
-            unknown_unit: 0.001,
-            unknown_patient: 0.001,
-            future_event: 0.001,
-            bad_date: 0.001,
-            implausible_value: 0.001,
-        }
+        DefectRates::uniform(0.001)
     }
 }
 

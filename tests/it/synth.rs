@@ -10,14 +10,7 @@ use ehr_risk::synth::{SynthOptions, run};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn opts(patients: u64, seed: u64, rate: f64) -> SynthOptions {
-    let d = DefectRates {
-        malformed_json: rate,
-        unknown_unit: rate,
-        unknown_patient: rate,
-        future_event: rate,
-        bad_date: rate,
-        implausible_value: rate,
-    };
+    let d = DefectRates::uniform(rate);
     SynthOptions {
         patients,
         seed,
