@@ -49,6 +49,8 @@ pub enum Command {
     Features(cohort::FeaturesArgs),
     /// Leakage audit: perturb events after each prediction time; features must not change.
     Audit(cohort::AuditArgs),
+    /// Evaluate the logistic baseline, PCE and (on synthetic data) the oracle on a held-out split.
+    Evaluate(cohort::EvaluateArgs),
     /// The main job on the embedded default: a synthetic cohort, ingested and validated.
     Demo(DemoArgs),
 }

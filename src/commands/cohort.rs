@@ -80,3 +80,75 @@ pub fn audit(a: AuditArgs) -> anyhow::Result<ExitStatus> {
         ExitStatus::Threshold
     })
 }
+
+pub fn evaluate(a: crate::cli::cohort::EvaluateArgs) -> anyhow::Result<ExitStatus> {
+    let (columns, keys, rows) = crate::features::read_tabular(&a.features)?;
+    let manifest: crate::features::FeatureManifest = serde_json::from_str(
+        &std::fs::read_to_string(a.features.join("manifest.json"))
+            .context("read features manifest.json")?,
+    )?;
+    let labels = crate::cohort::read_labels(&a.cohort.join("labels").join(&a.label))
+        .with_context(|| format!("labels {}", a.label))?;
+    let (outcome, horizon) = a
+        .label
+        .rsplit_once('_')
+        .and_then(|(o, h)| Some((o.to_string(), h.trim_end_matches('y').parse::<i32>().ok()?)))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--label {:?}: expected <outcome>_<years>y, e.g. mi_5y",
+                a.label
+            )
+        })?;
+    let oracle = match &a.truth {
+        Some(p) => {
+            let t = crate::synth::read_truth(p)?;
+            Some(
+                t.into_iter()
+                    .filter(|((_, _, h), _)| *h == horizon)
+                    .map(|((s, ti, _), (mi, st))| ((s, ti), if outcome == "mi" { mi } else { st }))
+                    .collect::<std::collections::HashMap<_, _>>(),
+            )
+        }
+        None => None,
+    };
+    let e = crate::evaluate::run(
+        &a.label,
+        &columns,
+        &keys,
+        &rows,
+        &labels,
+        oracle.as_ref(),
+        &a.split,
+        (&manifest.feature_spec_hash, &manifest.task_hash),
+        a.bootstrap,
+        a.seed,
+    )
+    .map_err(|m| anyhow::anyhow!(m))?;
+    std::fs::write(&a.out, serde_json::to_string_pretty(&e)?)
+        .with_context(|| format!("write {}", a.out.display()))?;
+    println!(
+        "{} on {} split (AUROC with 95% bootstrap intervals)",
+        e.outcome, e.split
+    );
+    println!(
+        "{:<10} {:<12} {:>7} {:>7} {:>22} {:>8} {:>7}",
+        "model", "subgroup", "n", "events", "AUROC", "Brier", "slope"
+    );
+    for (model, groups) in &e.models {
+        for (g, m) in groups {
+            let au = m
+                .auroc
+                .map(|x| format!("{:.3} ({:.3}-{:.3})", x.value, x.lo, x.hi))
+                .unwrap_or_else(|| "-".into());
+            let slope = m
+                .calibration_slope
+                .map(|s| format!("{s:.2}"))
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "{model:<10} {g:<12} {:>7} {:>7} {au:>22} {:>8.4} {slope:>7}",
+                m.n, m.events, m.brier
+            );
+        }
+    }
+    Ok(ExitStatus::Success)
+}

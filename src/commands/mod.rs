@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Cohort(a) => cohort::cohort(a, quiet),
         Command::Features(a) => cohort::features(a, quiet),
         Command::Audit(a) => cohort::audit(a),
+        Command::Evaluate(a) => cohort::evaluate(a),
         Command::Demo(a) => demo::run(a, quiet),
     }
 }

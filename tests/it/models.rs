@@ -12,7 +12,7 @@ use ehr_risk::model::logistic::{LogisticModel, LogisticParams};
 fn logistic_and_pce_on_synthetic_cohort_against_the_oracle() {
     let d = tempfile::tempdir().unwrap();
     let opts = ehr_risk::synth::SynthOptions {
-        patients: 4000,
+        patients: 2500,
         seed: 5,
         ..Default::default()
     };
@@ -120,6 +120,36 @@ fn logistic_and_pce_on_synthetic_cohort_against_the_oracle() {
         test_y.len(),
         test_y.iter().filter(|v| **v).count(),
         pp.len()
+    );
+    // The evaluate stage gives the same comparison, per subgroup, with intervals.
+    let oracle: std::collections::HashMap<(i64, i64), f64> = truth
+        .iter()
+        .filter(|(k, _)| k.2 == 5)
+        .map(|(k, v)| ((k.0, k.1), v.0))
+        .collect();
+    let e = ehr_risk::evaluate::run(
+        "mi_5y",
+        &columns,
+        &keys,
+        &rows,
+        &labels,
+        Some(&oracle),
+        "held_out",
+        (&spec_hash, &task.hash),
+        30,
+        1,
+    )
+    .unwrap();
+    assert_eq!(
+        e.models.keys().collect::<Vec<_>>(),
+        ["logistic", "oracle", "pce"]
+    );
+    let all = &e.models["oracle"]["all"];
+    assert_eq!(all.n, test_y.len());
+    let au = all.auroc.unwrap();
+    assert!((au.value - a_oracle).abs() < 1e-12 && au.lo < au.value && au.value < au.hi);
+    assert!(
+        e.models["logistic"].contains_key("sex=F") && e.models["logistic"].contains_key("age=65+")
     );
     assert!(a_oracle > 0.7, "the truth discriminates: {a_oracle}");
     assert!(a_log > 0.65, "the baseline learns: {a_log}");
