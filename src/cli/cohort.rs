@@ -15,8 +15,9 @@ pub struct CohortArgs {
     pub out: PathBuf,
 }
 
+/// What features are computed from: shared by `features` and `audit`.
 #[derive(Debug, Args)]
-pub struct FeaturesArgs {
+pub struct FeatureInputs {
     #[arg(long, env = "EHR_RISK_LAKE")]
     pub lake: PathBuf,
     /// The cohort folder written by `ehr-risk cohort`.
@@ -27,20 +28,20 @@ pub struct FeaturesArgs {
     /// Feature definitions (default: the built-in schemas/features.toml).
     #[arg(long)]
     pub spec: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    #[command(flatten)]
+    pub inputs: FeatureInputs,
     #[arg(long)]
     pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    #[arg(long, env = "EHR_RISK_LAKE")]
-    pub lake: PathBuf,
-    #[arg(long)]
-    pub cohort: PathBuf,
-    #[arg(long, default_value = "mi_stroke")]
-    pub task: String,
-    #[arg(long)]
-    pub spec: Option<PathBuf>,
+    #[command(flatten)]
+    pub inputs: FeatureInputs,
     /// How many prediction times to perturb and recompute.
     #[arg(long, default_value_t = 500)]
     pub sample: usize,

@@ -46,8 +46,9 @@ pub fn cohort(a: CohortArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
 }
 
 pub fn features(a: FeaturesArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
-    let task = Task::load(&a.task)?;
-    let m = crate::features::run(&a.lake, &a.cohort, &task, spec(&a.spec)?, &a.out)
+    let i = &a.inputs;
+    let task = Task::load(&i.task)?;
+    let m = crate::features::run(&i.lake, &i.cohort, &task, spec(&i.spec)?, &a.out)
         .context("features")?;
     if !quiet {
         eprintln!(
@@ -64,9 +65,10 @@ pub fn features(a: FeaturesArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
 }
 
 pub fn audit(a: AuditArgs) -> anyhow::Result<ExitStatus> {
-    let task = Task::load(&a.task)?;
+    let i = &a.inputs;
+    let task = Task::load(&i.task)?;
     let (n, problems) =
-        crate::features::audit(&a.lake, &a.cohort, &task, spec(&a.spec)?, a.sample, a.seed)?;
+        crate::features::audit(&i.lake, &i.cohort, &task, spec(&i.spec)?, a.sample, a.seed)?;
     println!(
         "leakage audit: {n} prediction times perturbed after the time, {} changed",
         problems.len()

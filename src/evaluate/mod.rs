@@ -87,7 +87,8 @@ fn subgroups(columns: &[String], row: &[f32]) -> Vec<String> {
     g
 }
 
-fn pce_risk(columns: &[String], r: &[f32]) -> Option<f64> {
+/// PCE 10-year ASCVD risk from a tabular feature row, `None` where the equation does not apply.
+pub fn pce_risk(columns: &[String], r: &[f32]) -> Option<f64> {
     let get = |n: &str| {
         columns
             .iter()

@@ -264,40 +264,30 @@ pub fn run(
     // vocabulary and normalisation
     let mut v: Vec<(&String, &i32)> = vocab.ids.iter().collect();
     v.sort_by_key(|x| *x.1);
-    let vs = Arc::new(Schema::new(vec![
-        Field::new("code", DataType::Utf8, false),
-        Field::new("id", DataType::Int32, false),
-    ]));
-    let vb = RecordBatch::try_new(
-        vs.clone(),
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                v.iter().map(|x| x.0.as_str()),
-            )),
+    write_code_table(
+        &out.join("vocab.parquet"),
+        v.iter().map(|x| x.0.as_str()),
+        vec![(
+            Field::new("id", DataType::Int32, false),
             Arc::new(Int32Array::from_iter_values(v.iter().map(|x| *x.1))),
-        ],
-    )
-    .expect("schema matches");
-    write::write_batches(&out.join("vocab.parquet"), vs, &[vb])?;
+        )],
+    )?;
     let mut nv: Vec<(&String, &(f32, f32))> = vocab.norm.iter().collect();
     nv.sort_by(|a, b| a.0.cmp(b.0));
-    let ns = Arc::new(Schema::new(vec![
-        Field::new("code", DataType::Utf8, false),
-        Field::new("mean", DataType::Float32, false),
-        Field::new("std", DataType::Float32, false),
-    ]));
-    let nb = RecordBatch::try_new(
-        ns.clone(),
+    write_code_table(
+        &out.join("norm.parquet"),
+        nv.iter().map(|x| x.0.as_str()),
         vec![
-            Arc::new(StringArray::from_iter_values(
-                nv.iter().map(|x| x.0.as_str()),
-            )),
-            Arc::new(Float32Array::from_iter_values(nv.iter().map(|x| x.1.0))),
-            Arc::new(Float32Array::from_iter_values(nv.iter().map(|x| x.1.1))),
+            (
+                Field::new("mean", DataType::Float32, false),
+                Arc::new(Float32Array::from_iter_values(nv.iter().map(|x| x.1.0))),
+            ),
+            (
+                Field::new("std", DataType::Float32, false),
+                Arc::new(Float32Array::from_iter_values(nv.iter().map(|x| x.1.1))),
+            ),
         ],
-    )
-    .expect("schema matches");
-    write::write_batches(&out.join("norm.parquet"), ns, &[nb])?;
+    )?;
     let m = FeatureManifest {
         task: task.spec.name.clone(),
         task_hash: task.hash.clone(),
@@ -317,6 +307,26 @@ pub fn run(
         }
     })?;
     Ok(m)
+}
+
+/// A per-code table: a `code` column followed by `columns`.
+fn write_code_table<'a>(
+    path: &Path,
+    codes: impl Iterator<Item = &'a str>,
+    columns: Vec<(Field, ArrayRef)>,
+) -> Result<(), FeatureError> {
+    let (mut fields, mut arrays): (Vec<Field>, Vec<ArrayRef>) = (
+        vec![Field::new("code", DataType::Utf8, false)],
+        vec![Arc::new(StringArray::from_iter_values(codes))],
+    );
+    for (f, a) in columns {
+        fields.push(f);
+        arrays.push(a);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let b = RecordBatch::try_new(schema.clone(), arrays).expect("columns match the schema");
+    write::write_batches(path, schema, &[b])?;
+    Ok(())
 }
 
 /// Leakage audit: for up to `sample` prediction times, recompute the features after moving,

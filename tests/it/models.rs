@@ -5,7 +5,6 @@
 use crate::common::*;
 use ehr_risk::cohort::spec::Task;
 use ehr_risk::evaluate::metrics::{auroc, calibration};
-use ehr_risk::model::equations::pce;
 use ehr_risk::model::logistic::{LogisticModel, LogisticParams};
 
 #[test]
@@ -38,9 +37,8 @@ fn logistic_and_pce_on_synthetic_cohort_against_the_oracle() {
         ehr_risk::features::read_tabular(&d.path().join("features")).unwrap();
     let labels = ehr_risk::cohort::read_labels(&d.path().join("cohort/labels/mi_5y")).unwrap();
     let truth = ehr_risk::synth::read_truth(&d.path().join("in/truth/risk.parquet")).unwrap();
-    let col = |n: &str| columns.iter().position(|c| c == n).unwrap();
     let (mut train_x, mut train_y) = (vec![], vec![]);
-    let (mut test_x, mut test_y, mut test_oracle, mut test_keys) = (vec![], vec![], vec![], vec![]);
+    let (mut test_x, mut test_y, mut test_oracle) = (vec![], vec![], vec![]);
     for (k, r) in keys.iter().zip(&rows) {
         let Some(&y) = labels.get(&(k.0, k.1)) else {
             continue;
@@ -56,7 +54,6 @@ fn logistic_and_pce_on_synthetic_cohort_against_the_oracle() {
             test_x.push(r.clone());
             test_y.push(y);
             test_oracle.push(p_mi);
-            test_keys.push(r.clone());
         }
     }
     assert!(
@@ -79,27 +76,8 @@ fn logistic_and_pce_on_synthetic_cohort_against_the_oracle() {
     );
     // PCE where it applies (ages 40-79 with lipids and BP measured), MI share 55 % of ASCVD.
     let (mut pp, mut py, mut po) = (vec![], vec![], vec![]);
-    for ((r, y), o) in test_keys.iter().zip(&test_y).zip(&test_oracle) {
-        let x = pce::Inputs {
-            age: r[col("age_years")] as f64,
-            sex: if r[col("sex_female")] == 1.0 {
-                pce::Sex::Female
-            } else {
-                pce::Sex::Male
-            },
-            race: if r[col("race_black")] == 1.0 {
-                pce::Race::AfricanAmerican
-            } else {
-                pce::Race::White
-            },
-            total_chol: r[col("total_cholesterol_last")] as f64,
-            hdl: r[col("hdl_cholesterol_last")] as f64,
-            sbp: r[col("systolic_bp_last")] as f64,
-            bp_treated: r[col("rx_antihypertensive")] == 1.0,
-            smoker: r[col("smoking_current")] == 1.0,
-            diabetes: r[col("dx_diabetes")] == 1.0,
-        };
-        if let Ok(risk) = pce::risk(&x) {
+    for ((r, y), o) in test_x.iter().zip(&test_y).zip(&test_oracle) {
+        if let Some(risk) = ehr_risk::evaluate::pce_risk(&columns, r) {
             pp.push(risk);
             py.push(*y);
             po.push(*o);
@@ -108,7 +86,7 @@ fn logistic_and_pce_on_synthetic_cohort_against_the_oracle() {
     eprintln!(
         "PCE applies to {} of {} held-out rows ({} events of {})",
         pp.len(),
-        test_keys.len(),
+        test_x.len(),
         py.iter().filter(|v| **v).count(),
         test_y.iter().filter(|v| **v).count()
     );
