@@ -20,4 +20,5 @@ pub mod lake;
 pub mod model;
 pub mod rng;
 pub mod schema;
+pub mod score;
 pub mod synth;

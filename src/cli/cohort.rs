@@ -48,29 +48,3 @@ pub struct AuditArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
-
-#[derive(Debug, Args)]
-pub struct EvaluateArgs {
-    /// The cohort folder (labels/).
-    #[arg(long)]
-    pub cohort: PathBuf,
-    /// The features folder (tabular/, manifest.json).
-    #[arg(long)]
-    pub features: PathBuf,
-    /// Outcome and horizon, as the label folder is named (e.g. mi_5y, stroke_1y).
-    #[arg(long, default_value = "mi_5y")]
-    pub label: String,
-    /// Ground truth of a synthetic cohort (truth/risk.parquet): adds the oracle.
-    #[arg(long)]
-    pub truth: Option<PathBuf>,
-    #[arg(long, default_value = "held_out")]
-    pub split: String,
-    /// Where to write the evaluation JSON.
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Bootstrap resamples for the intervals.
-    #[arg(long, default_value_t = 200)]
-    pub bootstrap: usize,
-}

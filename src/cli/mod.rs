@@ -3,6 +3,7 @@
 pub mod cohort;
 pub mod ingest;
 pub mod lake;
+pub mod model;
 pub mod synth;
 
 use clap::{Args, Parser, Subcommand};
@@ -49,8 +50,14 @@ pub enum Command {
     Features(cohort::FeaturesArgs),
     /// Leakage audit: perturb events after each prediction time; features must not change.
     Audit(cohort::AuditArgs),
-    /// Evaluate the logistic baseline, PCE and (on synthetic data) the oracle on a held-out split.
-    Evaluate(cohort::EvaluateArgs),
+    /// Train the recurrent network (with calibration and the logistic baseline) into a model
+    /// directory.
+    Train(model::TrainArgs),
+    /// Score every prediction time of a features folder with a trained model.
+    Score(model::ScoreArgs),
+    /// Every model side by side on a held-out split: discrimination with intervals,
+    /// calibration, subgroups, the oracle on synthetic data.
+    Evaluate(model::EvaluateArgs),
     /// The main job on the embedded default: a synthetic cohort, ingested and validated.
     Demo(DemoArgs),
 }

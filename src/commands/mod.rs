@@ -5,6 +5,7 @@ pub mod cohort;
 pub mod demo;
 pub mod ingest;
 pub mod lake;
+pub mod model;
 pub mod progress;
 pub mod synth;
 
@@ -35,7 +36,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Cohort(a) => cohort::cohort(a, quiet),
         Command::Features(a) => cohort::features(a, quiet),
         Command::Audit(a) => cohort::audit(a),
-        Command::Evaluate(a) => cohort::evaluate(a),
+        Command::Train(a) => model::train(a, quiet),
+        Command::Score(a) => model::score(a, quiet),
+        Command::Evaluate(a) => model::evaluate(a),
         Command::Demo(a) => demo::run(a, quiet),
     }
 }

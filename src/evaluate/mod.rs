@@ -7,7 +7,6 @@
 
 pub mod metrics;
 
-use crate::model::equations::pce;
 use crate::model::logistic::{LogisticModel, LogisticParams};
 use metrics::{Estimate, auprc, auroc, bootstrap, brier, calibration, calibration_curve};
 use serde::Serialize;
@@ -87,37 +86,6 @@ fn subgroups(columns: &[String], row: &[f32]) -> Vec<String> {
     g
 }
 
-/// PCE 10-year ASCVD risk from a tabular feature row, `None` where the equation does not apply.
-pub fn pce_risk(columns: &[String], r: &[f32]) -> Option<f64> {
-    let get = |n: &str| {
-        columns
-            .iter()
-            .position(|c| c == n)
-            .map(|i| r[i] as f64)
-            .unwrap_or(f64::NAN)
-    };
-    let x = pce::Inputs {
-        age: get("age_years"),
-        sex: if get("sex_female") == 1.0 {
-            pce::Sex::Female
-        } else {
-            pce::Sex::Male
-        },
-        race: if get("race_black") == 1.0 {
-            pce::Race::AfricanAmerican
-        } else {
-            pce::Race::White
-        },
-        total_chol: get("total_cholesterol_last"),
-        hdl: get("hdl_cholesterol_last"),
-        sbp: get("systolic_bp_last"),
-        bp_treated: get("rx_antihypertensive") == 1.0,
-        smoker: get("smoking_current") == 1.0,
-        diabetes: get("dx_diabetes") == 1.0,
-    };
-    pce::risk(&x).ok()
-}
-
 /// Evaluate on `split` (usually held_out): rows are (keys, features), labels by (subject, time),
 /// oracle risks by (subject, time) when known.
 #[allow(clippy::too_many_arguments)]
@@ -162,8 +130,15 @@ pub fn run(
     );
     preds.insert(
         "pce".into(),
-        test.iter()
-            .map(|(i, _)| pce_risk(columns, &rows[*i]))
+        test_rows
+            .iter()
+            .map(|r| {
+                crate::model::equations::pce_on(&crate::model::equations::Row {
+                    columns,
+                    values: r,
+                })
+                .ok()
+            })
             .collect(),
     );
     if let Some(o) = oracle {
@@ -174,19 +149,43 @@ pub fn run(
                 .collect(),
         );
     }
-    let groups: Vec<Vec<String>> = test
-        .iter()
-        .map(|(i, _)| subgroups(columns, &rows[*i]))
-        .collect();
+    let y: Vec<bool> = test.iter().map(|t| t.1).collect();
+    Ok(compare(
+        outcome,
+        split,
+        columns,
+        &test_rows,
+        &y,
+        preds,
+        bootstrap_reps,
+        seed,
+    ))
+}
+
+/// Every model's predictions side by side on the same rows: metrics for all rows and per
+/// subgroup. A `None` prediction means the model does not apply to that row (it is left out of
+/// that model's metrics, and `n` says how many it covered).
+#[allow(clippy::too_many_arguments)]
+pub fn compare(
+    outcome: &str,
+    split: &str,
+    columns: &[String],
+    rows: &[Vec<f32>],
+    y: &[bool],
+    preds: BTreeMap<String, Vec<Option<f64>>>,
+    bootstrap_reps: usize,
+    seed: u64,
+) -> Evaluation {
+    let groups: Vec<Vec<String>> = rows.iter().map(|r| subgroups(columns, r)).collect();
     let mut models = BTreeMap::new();
     for (name, p) in preds {
         let mut by: BTreeMap<String, (Vec<f64>, Vec<bool>)> = BTreeMap::new();
-        for ((pi, (_, y)), gs) in p.iter().zip(&test).zip(&groups) {
+        for ((pi, yi), gs) in p.iter().zip(y).zip(&groups) {
             let Some(pi) = pi else { continue };
             for g in gs {
                 let e = by.entry(g.clone()).or_default();
                 e.0.push(*pi);
-                e.1.push(*y);
+                e.1.push(*yi);
             }
         }
         models.insert(
@@ -196,9 +195,192 @@ pub fn run(
                 .collect(),
         );
     }
-    Ok(Evaluation {
+    Evaluation {
         outcome: outcome.to_string(),
         split: split.to_string(),
         models,
-    })
+    }
+}
+
+/// One output's risk from a 10-year equation or an annual rate, for a horizon of `h` years.
+fn annual_to_horizon(rate: f64, h: u32) -> f64 {
+    1.0 - (1.0 - rate).powi(h as i32)
+}
+
+/// Every model side by side on `split`: the network and baseline of a trained model, PCE and
+/// PREVENT (10-year ASCVD: compare their ranking at other horizons, not their calibration),
+/// CHA2DS2-VASc for the stroke outputs (people with atrial fibrillation; the annual rate over
+/// the horizon) and the oracle when the synthetic truth is given. One [`Evaluation`] per output.
+#[allow(clippy::too_many_arguments)]
+pub fn with_model(
+    model: &crate::model::bundle::Model,
+    features: &std::path::Path,
+    cohort: &std::path::Path,
+    truth: Option<&crate::synth::Truth>,
+    split: &str,
+    only: Option<&str>,
+    bootstrap_reps: usize,
+    seed: u64,
+) -> Result<Vec<Evaluation>, crate::model::bundle::ModelError> {
+    use crate::model::equations::{Row, on_features};
+    let fm = model.check_features(features)?;
+    let split_owned = split.to_string();
+    let d =
+        crate::model::data::read_all(features, &fm.columns, &move |_, _, sp| sp == split_owned)?;
+    let risks = model.predict(&d);
+    let eqs: Vec<_> = (0..d.len())
+        .map(|r| {
+            on_features(&Row {
+                columns: &fm.columns,
+                values: d.tab_row(r),
+            })
+        })
+        .collect();
+    let m = &model.manifest;
+    let mut out = Vec::new();
+    for (j, name) in m.outputs.iter().enumerate() {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let labels = crate::cohort::read_labels(&cohort.join("labels").join(name))?;
+        let hi = j % m.horizons_years.len();
+        let h = m.horizons_years[hi];
+        let outcome = &m.outcomes[j / m.horizons_years.len()];
+        let rows: Vec<usize> = (0..d.len())
+            .filter(|&r| labels.contains_key(&d.keys[r]))
+            .filter(|&r| {
+                truth.is_none_or(|t| t.contains_key(&(d.keys[r].0, d.keys[r].1, h as i32)))
+            })
+            .collect();
+        let y: Vec<bool> = rows.iter().map(|r| labels[&d.keys[*r]]).collect();
+        let mut preds: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+        preds.insert(
+            "gru".into(),
+            rows.iter().map(|&r| Some(risks[r].gru[j])).collect(),
+        );
+        preds.insert(
+            "logistic".into(),
+            rows.iter().map(|&r| Some(risks[r].logistic[j])).collect(),
+        );
+        preds.insert(
+            "pce_ascvd_10y".into(),
+            rows.iter()
+                .map(|&r| eqs[r].pce_ascvd_10y.clone().ok())
+                .collect(),
+        );
+        preds.insert(
+            "prevent_ascvd_10y".into(),
+            rows.iter()
+                .map(|&r| eqs[r].prevent_ascvd_10y.clone().ok())
+                .collect(),
+        );
+        if outcome == "stroke" {
+            preds.insert(
+                "cha2ds2vasc".into(),
+                rows.iter()
+                    .map(|&r| {
+                        eqs[r]
+                            .cha2ds2vasc
+                            .clone()
+                            .ok()
+                            .map(|(_, rate)| annual_to_horizon(rate, h))
+                    })
+                    .collect(),
+            );
+        }
+        if let Some(t) = truth {
+            let mi = outcome == "mi";
+            preds.insert(
+                "oracle".into(),
+                rows.iter()
+                    .map(|&r| {
+                        t.get(&(d.keys[r].0, d.keys[r].1, h as i32))
+                            .map(|v| if mi { v.0 } else { v.1 })
+                    })
+                    .collect(),
+            );
+        }
+        let tab: Vec<Vec<f32>> = rows.iter().map(|&r| d.tab_row(r).to_vec()).collect();
+        out.push(compare(
+            name,
+            split,
+            &fm.columns,
+            &tab,
+            &y,
+            preds,
+            bootstrap_reps,
+            seed,
+        ));
+    }
+    Ok(out)
+}
+
+/// The evaluations as one long table (output, model, subgroup, metrics) for Parquet/polars.
+pub fn metrics_table(evals: &[Evaluation]) -> arrow::array::RecordBatch {
+    use arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let (mut o, mut m, mut g) = (vec![], vec![], vec![]);
+    let (mut n, mut ev) = (vec![], vec![]);
+    let mut f: Vec<Vec<Option<f64>>> = vec![vec![]; 9];
+    for e in evals {
+        for (model, groups) in &e.models {
+            for (grp, x) in groups {
+                o.push(e.outcome.clone());
+                m.push(model.clone());
+                g.push(grp.clone());
+                n.push(x.n as u64);
+                ev.push(x.events as u64);
+                let vals = [
+                    x.auroc.map(|a| a.value),
+                    x.auroc.map(|a| a.lo),
+                    x.auroc.map(|a| a.hi),
+                    x.auprc.map(|a| a.value),
+                    x.auprc.map(|a| a.lo),
+                    x.auprc.map(|a| a.hi),
+                    Some(x.brier),
+                    x.calibration_intercept,
+                    x.calibration_slope,
+                ];
+                for (c, v) in f.iter_mut().zip(vals) {
+                    c.push(v);
+                }
+            }
+        }
+    }
+    let names = [
+        "auroc",
+        "auroc_lo",
+        "auroc_hi",
+        "auprc",
+        "auprc_lo",
+        "auprc_hi",
+        "brier",
+        "calibration_intercept",
+        "calibration_slope",
+    ];
+    let mut fields = vec![
+        Field::new("output", DataType::Utf8, false),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("subgroup", DataType::Utf8, false),
+        Field::new("n", DataType::UInt64, false),
+        Field::new("events", DataType::UInt64, false),
+    ];
+    fields.extend(
+        names
+            .iter()
+            .map(|c| Field::new(*c, DataType::Float64, true)),
+    );
+    let mut cols: Vec<ArrayRef> = vec![
+        std::sync::Arc::new(StringArray::from(o)),
+        std::sync::Arc::new(StringArray::from(m)),
+        std::sync::Arc::new(StringArray::from(g)),
+        std::sync::Arc::new(UInt64Array::from(n)),
+        std::sync::Arc::new(UInt64Array::from(ev)),
+    ];
+    cols.extend(
+        f.into_iter()
+            .map(|c| std::sync::Arc::new(Float64Array::from(c)) as ArrayRef),
+    );
+    arrow::array::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), cols)
+        .expect("columns match the schema")
 }

@@ -1,6 +1,152 @@
 //! Published clinical risk equations (PCE, PREVENT, CHA2DS2-VASc), coefficients as data in
-//! `schemas/equations/`, each tested against its published vectors.
+//! `schemas/equations/`, each tested against its published vectors. [`on_features`] applies
+//! them to one tabular feature row (the same inputs the learned models see) and says, per
+//! equation, either the risk or why it does not apply.
 
 pub mod cha2ds2vasc;
 pub mod pce;
 pub mod prevent;
+
+use serde::Serialize;
+
+/// One tabular feature row with its column names.
+#[derive(Clone, Copy)]
+pub struct Row<'a> {
+    pub columns: &'a [String],
+    pub values: &'a [f32],
+}
+
+impl Row<'_> {
+    /// The value of a column (NaN when missing or not a column).
+    pub fn get(&self, name: &str) -> f64 {
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .map(|i| self.values[i] as f64)
+            .unwrap_or(f64::NAN)
+    }
+    pub fn flag(&self, name: &str) -> bool {
+        self.get(name) == 1.0
+    }
+}
+
+/// Every equation on one row: `Ok(risk)` or `Err(reason it does not apply)`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EquationRisks {
+    /// PCE 10-year hard ASCVD.
+    pub pce_ascvd_10y: Result<f64, String>,
+    /// PREVENT 10-year ASCVD and total CVD.
+    pub prevent_ascvd_10y: Result<f64, String>,
+    pub prevent_cvd_10y: Result<f64, String>,
+    /// CHA2DS2-VASc score and adjusted annual stroke rate (fraction), in atrial fibrillation.
+    pub cha2ds2vasc: Result<(u32, f64), String>,
+}
+
+fn missing(r: &Row, names: &[(&str, &str)]) -> Option<String> {
+    let m: Vec<&str> = names
+        .iter()
+        .filter(|(c, _)| r.get(c).is_nan())
+        .map(|(_, label)| *label)
+        .collect();
+    (!m.is_empty()).then(|| format!("missing {}", m.join(", ")))
+}
+
+fn sex(r: &Row) -> Result<pce::Sex, String> {
+    match r.get("sex_female") {
+        v if v == 1.0 => Ok(pce::Sex::Female),
+        v if v == 0.0 => Ok(pce::Sex::Male),
+        _ => Err("missing sex".into()),
+    }
+}
+
+pub fn pce_on(r: &Row) -> Result<f64, String> {
+    if let Some(m) = missing(
+        r,
+        &[
+            ("age_years", "age"),
+            ("total_cholesterol_last", "total cholesterol"),
+            ("hdl_cholesterol_last", "HDL"),
+            ("systolic_bp_last", "systolic BP"),
+            ("smoking_current", "smoking status"),
+        ],
+    ) {
+        return Err(m);
+    }
+    let x = pce::Inputs {
+        age: r.get("age_years"),
+        sex: sex(r)?,
+        race: if r.flag("race_black") {
+            pce::Race::AfricanAmerican
+        } else {
+            pce::Race::White
+        },
+        total_chol: r.get("total_cholesterol_last"),
+        hdl: r.get("hdl_cholesterol_last"),
+        sbp: r.get("systolic_bp_last"),
+        bp_treated: r.flag("rx_antihypertensive"),
+        smoker: r.flag("smoking_current"),
+        diabetes: r.flag("dx_diabetes"),
+    };
+    pce::risk(&x).map_err(|e| e.0)
+}
+
+pub fn prevent_on(r: &Row, outcome: prevent::Outcome) -> Result<f64, String> {
+    if let Some(m) = missing(
+        r,
+        &[
+            ("age_years", "age"),
+            ("total_cholesterol_last", "total cholesterol"),
+            ("hdl_cholesterol_last", "HDL"),
+            ("systolic_bp_last", "systolic BP"),
+            ("egfr_last", "eGFR"),
+            ("bmi_last", "BMI"),
+            ("smoking_current", "smoking status"),
+        ],
+    ) {
+        return Err(m);
+    }
+    let x = prevent::Inputs {
+        age: r.get("age_years"),
+        sex: sex(r)?,
+        total_chol: r.get("total_cholesterol_last"),
+        hdl: r.get("hdl_cholesterol_last"),
+        sbp: r.get("systolic_bp_last"),
+        bp_treated: r.flag("rx_antihypertensive"),
+        statin: r.flag("rx_statin"),
+        diabetes: r.flag("dx_diabetes"),
+        smoker: r.flag("smoking_current"),
+        egfr: r.get("egfr_last"),
+        bmi: r.get("bmi_last"),
+    };
+    prevent::risk(&x, outcome, 10)
+}
+
+pub fn cha2ds2vasc_on(r: &Row) -> Result<(u32, f64), String> {
+    if !r.flag("dx_atrial_fibrillation") {
+        return Err("no atrial fibrillation recorded".into());
+    }
+    if let Some(m) = missing(r, &[("age_years", "age"), ("sex_female", "sex")]) {
+        return Err(m);
+    }
+    let s = cha2ds2vasc::score(&cha2ds2vasc::Inputs {
+        heart_failure: r.flag("dx_heart_failure"),
+        hypertension: r.flag("dx_hypertension") || r.flag("rx_antihypertensive"),
+        age: r.get("age_years"),
+        diabetes: r.flag("dx_diabetes"),
+        prior_stroke: r.flag("prior_stroke"),
+        vascular_disease: r.flag("prior_mi"),
+        female: r.flag("sex_female"),
+    });
+    cha2ds2vasc::adjusted_stroke_rate(s)
+        .map(|rate| (s, rate / 100.0))
+        .ok_or_else(|| format!("no published rate for score {s}"))
+}
+
+pub fn on_features(r: &Row) -> EquationRisks {
+    EquationRisks {
+        pce_ascvd_10y: pce_on(r),
+        prevent_ascvd_10y: prevent_on(r, prevent::Outcome::Ascvd),
+        prevent_cvd_10y: prevent_on(r, prevent::Outcome::TotalCvd),
+        cha2ds2vasc: cha2ds2vasc_on(r),
+    }
+}

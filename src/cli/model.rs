@@ -1,0 +1,84 @@
+//! `ehr-risk train`, `score` and `evaluate` arguments.
+
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The features folder written by `ehr-risk features`.
+    #[arg(long)]
+    pub features: PathBuf,
+    /// The cohort folder (labels/) the features were built for.
+    #[arg(long)]
+    pub cohort: PathBuf,
+    #[arg(long, default_value = "mi_stroke")]
+    pub task: String,
+    /// The model directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A GRU configuration (config.json of an earlier model, or a subset of its fields).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Overrides the configuration's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Overrides the configuration's maximum number of epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// "cpu" (default) or "cuda".
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Overrides the configuration's cap on training rows (0 = all).
+    #[arg(long)]
+    pub max_train_rows: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// A model directory written by `ehr-risk train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Features built with the model's spec, task and vocabulary.
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Output folder (scores.parquet).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Only each subject's latest prediction time.
+    #[arg(long)]
+    pub latest: bool,
+    /// Also write scores.csv.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The cohort folder (labels/).
+    #[arg(long)]
+    pub cohort: PathBuf,
+    /// The features folder (tabular/, sequences/, manifest.json).
+    #[arg(long)]
+    pub features: PathBuf,
+    /// A trained model directory: evaluates its network and baseline next to the equations.
+    /// Without it, a logistic baseline is fitted on the train split of one --label.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// One output (e.g. mi_5y); default: all outputs of the model (mi_5y without a model).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Ground truth of a synthetic cohort (truth/risk.parquet): adds the oracle.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    #[arg(long, default_value = "held_out")]
+    pub split: String,
+    /// Output folder: evaluation.json (everything, calibration curves included) and
+    /// evaluation.parquet (one row per output x model x subgroup).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Bootstrap resamples for the intervals.
+    #[arg(long, default_value_t = 200)]
+    pub bootstrap: usize,
+}

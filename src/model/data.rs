@@ -1,0 +1,307 @@
+//! Model inputs in memory. In: a features folder (`tabular/` and `sequences/` shards written by
+//! `ehr-risk features`) and, for training, the cohort's label folders. Out: a [`Dataset`], one
+//! row per subject x prediction time in a compact flat layout (tabular values, then monthly
+//! steps, then the codes and normalised values of each step), with one label column and one
+//! mask column per outcome x horizon. Read shard by shard so scoring holds one shard at a time.
+
+use crate::features::FeatureError;
+use arrow::array::{Array, Float32Array, Int32Array, Int64Array, ListArray, StringArray};
+use arrow::array::{RecordBatch, TimestampMicrosecondArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Per-step numeric inputs besides the codes: ln(1 + gap days), ln(1 + days before the
+/// prediction time), age / 100 (0 when unknown).
+pub const STEP_INPUTS: usize = 3;
+
+#[derive(Debug, Default, Clone)]
+pub struct Dataset {
+    pub keys: Vec<(i64, i64)>,
+    pub split: Vec<String>,
+    pub n_tab: usize,
+    /// Raw tabular features, `n_tab` per row, NaN where missing.
+    pub tab: Vec<f32>,
+    /// Row r owns steps `step_off[r]..step_off[r + 1]`.
+    pub step_off: Vec<usize>,
+    pub step_x: Vec<[f32; STEP_INPUTS]>,
+    /// Days before the prediction time of each step (for explanations' time windows).
+    pub step_days: Vec<f32>,
+    /// Step s owns codes `code_off[s]..code_off[s + 1]`.
+    pub code_off: Vec<usize>,
+    pub codes: Vec<i32>,
+    pub vals: Vec<f32>,
+    /// `n_out` per row (1.0/0.0) and whether each is labelled.
+    pub n_out: usize,
+    pub labels: Vec<f32>,
+    pub mask: Vec<f32>,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+    pub fn tab_row(&self, r: usize) -> &[f32] {
+        &self.tab[r * self.n_tab..(r + 1) * self.n_tab]
+    }
+
+    fn append(&mut self, o: Dataset) {
+        if self.n_tab == 0 {
+            self.n_tab = o.n_tab;
+        }
+        let steps0 = self.step_x.len();
+        let codes0 = self.codes.len();
+        self.keys.extend(o.keys);
+        self.split.extend(o.split);
+        self.tab.extend(o.tab);
+        if self.step_off.is_empty() {
+            self.step_off.push(0);
+        }
+        self.step_off
+            .extend(o.step_off.iter().skip(1).map(|x| x + steps0));
+        self.step_x.extend(o.step_x);
+        self.step_days.extend(o.step_days);
+        if self.code_off.is_empty() {
+            self.code_off.push(0);
+        }
+        self.code_off
+            .extend(o.code_off.iter().skip(1).map(|x| x + codes0));
+        self.codes.extend(o.codes);
+        self.vals.extend(o.vals);
+    }
+
+    /// A new dataset of the given rows, in that order (labels included when attached).
+    pub fn select(&self, rows: &[usize]) -> Dataset {
+        let mut t = Dataset {
+            n_tab: self.n_tab,
+            n_out: self.n_out,
+            step_off: vec![0],
+            code_off: vec![0],
+            ..Default::default()
+        };
+        for &r in rows {
+            t.keys.push(self.keys[r]);
+            t.split.push(self.split[r].clone());
+            t.tab.extend_from_slice(self.tab_row(r));
+            if self.n_out > 0 {
+                let o = r * self.n_out..(r + 1) * self.n_out;
+                t.labels.extend_from_slice(&self.labels[o.clone()]);
+                t.mask.extend_from_slice(&self.mask[o]);
+            }
+            for s in self.step_off[r]..self.step_off[r + 1] {
+                let c = self.code_off[s]..self.code_off[s + 1];
+                t.step_x.push(self.step_x[s]);
+                t.step_days.push(self.step_days[s]);
+                t.codes.extend_from_slice(&self.codes[c.clone()]);
+                t.vals.extend_from_slice(&self.vals[c]);
+                t.code_off.push(t.codes.len());
+            }
+            t.step_off.push(t.step_x.len());
+        }
+        t
+    }
+
+    /// Attach labels: `labels[j]` maps (subject, time) to the outcome of output j.
+    pub fn attach_labels(&mut self, labels: &[HashMap<(i64, i64), bool>]) {
+        self.n_out = labels.len();
+        self.labels = vec![0.0; self.len() * self.n_out];
+        self.mask = vec![0.0; self.len() * self.n_out];
+        for (r, k) in self.keys.iter().enumerate() {
+            for (j, l) in labels.iter().enumerate() {
+                if let Some(&y) = l.get(k) {
+                    self.labels[r * self.n_out + j] = y as u8 as f32;
+                    self.mask[r * self.n_out + j] = 1.0;
+                }
+            }
+        }
+    }
+}
+
+/// The shard files of a features folder, in order: (tabular, sequences).
+pub fn shard_files(features: &Path) -> Result<Vec<(PathBuf, PathBuf)>, FeatureError> {
+    let dir = features.join("tabular");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|err| FeatureError::Io {
+            path: dir.display().to_string(),
+            err,
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    Ok(files
+        .into_iter()
+        .map(|t| {
+            let s = features
+                .join("sequences")
+                .join(t.file_name().expect("file"));
+            (t, s)
+        })
+        .collect())
+}
+
+fn batches(p: &Path) -> Result<Vec<RecordBatch>, FeatureError> {
+    let bad = |m: String| FeatureError::Cohort {
+        path: p.display().to_string(),
+        message: m,
+    };
+    let f = std::fs::File::open(p).map_err(|err| FeatureError::Io {
+        path: p.display().to_string(),
+        err,
+    })?;
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| bad(e.to_string()))?
+        .build()
+        .map_err(|e| bad(e.to_string()))?
+        .map(|b| b.map_err(|e| bad(e.to_string())))
+        .collect()
+}
+
+fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str, p: &Path) -> Result<&'a T, FeatureError> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| FeatureError::Cohort {
+            path: p.display().to_string(),
+            message: format!("column {name} missing or of the wrong type"),
+        })
+}
+
+/// Read one shard pair, keeping the rows for which `keep(subject, time, split)` is true.
+/// `columns` must equal the tabular columns (after the keys and split).
+pub fn read_shard(
+    tabular: &Path,
+    sequences: &Path,
+    columns: &[String],
+    keep: &dyn Fn(i64, i64, &str) -> bool,
+) -> Result<Dataset, FeatureError> {
+    let mut d = Dataset {
+        n_tab: columns.len(),
+        step_off: vec![0],
+        code_off: vec![0],
+        ..Default::default()
+    };
+    let mut wanted: HashMap<(i64, i64), usize> = HashMap::new();
+    for b in batches(tabular)? {
+        let names: Vec<&String> = b
+            .schema_ref()
+            .fields()
+            .iter()
+            .skip(3)
+            .map(|f| f.name())
+            .collect();
+        if names.len() != columns.len() || names.iter().zip(columns).any(|(a, b)| *a != b) {
+            return Err(FeatureError::Cohort {
+                path: tabular.display().to_string(),
+                message: "tabular columns differ from the ones the model was trained on".into(),
+            });
+        }
+        let s = col::<Int64Array>(&b, "subject_id", tabular)?;
+        let t = col::<TimestampMicrosecondArray>(&b, "prediction_time", tabular)?;
+        let sp = col::<StringArray>(&b, "split", tabular)?;
+        let cols: Vec<&Float32Array> = columns
+            .iter()
+            .map(|c| col::<Float32Array>(&b, c, tabular))
+            .collect::<Result<_, _>>()?;
+        for i in 0..b.num_rows() {
+            if !keep(s.value(i), t.value(i), sp.value(i)) {
+                continue;
+            }
+            wanted.insert((s.value(i), t.value(i)), d.keys.len());
+            d.keys.push((s.value(i), t.value(i)));
+            d.split.push(sp.value(i).to_string());
+            d.tab.extend(
+                cols.iter()
+                    .map(|c| if c.is_null(i) { f32::NAN } else { c.value(i) }),
+            );
+        }
+    }
+    // Sequences: gather the steps per wanted row, then lay them out in row order.
+    let mut per_row: Vec<Vec<(i32, [f32; STEP_INPUTS], f32, Vec<i32>, Vec<f32>)>> =
+        vec![Vec::new(); d.keys.len()];
+    if sequences.exists() {
+        for b in batches(sequences)? {
+            let s = col::<Int64Array>(&b, "subject_id", sequences)?;
+            let t = col::<TimestampMicrosecondArray>(&b, "prediction_time", sequences)?;
+            let step = col::<Int32Array>(&b, "step", sequences)?;
+            let days = col::<Float32Array>(&b, "days_before", sequences)?;
+            let gap = col::<Float32Array>(&b, "gap_days", sequences)?;
+            let age = col::<Float32Array>(&b, "age", sequences)?;
+            let codes = col::<ListArray>(&b, "codes", sequences)?;
+            let vals = col::<ListArray>(&b, "values", sequences)?;
+            for i in 0..b.num_rows() {
+                let Some(&r) = wanted.get(&(s.value(i), t.value(i))) else {
+                    continue;
+                };
+                let c = codes.value(i);
+                let c = c.as_any().downcast_ref::<Int32Array>().ok_or_else(|| {
+                    FeatureError::Cohort {
+                        path: sequences.display().to_string(),
+                        message: "codes are not int32 lists".into(),
+                    }
+                })?;
+                let v = vals.value(i);
+                let v = v.as_any().downcast_ref::<Float32Array>().ok_or_else(|| {
+                    FeatureError::Cohort {
+                        path: sequences.display().to_string(),
+                        message: "values are not float32 lists".into(),
+                    }
+                })?;
+                let a = if age.is_null(i) {
+                    0.0
+                } else {
+                    age.value(i) / 100.0
+                };
+                per_row[r].push((
+                    step.value(i),
+                    [
+                        gap.value(i).max(0.0).ln_1p() / 5.0,
+                        days.value(i).max(0.0).ln_1p() / 5.0,
+                        a,
+                    ],
+                    days.value(i),
+                    c.values().to_vec(),
+                    v.values().to_vec(),
+                ));
+            }
+        }
+    }
+    for mut steps in per_row {
+        steps.sort_by_key(|s| s.0);
+        for (_, x, days, c, v) in steps {
+            d.step_x.push(x);
+            d.step_days.push(days);
+            d.codes.extend(c);
+            d.vals.extend(v);
+            d.code_off.push(d.codes.len());
+        }
+        d.step_off.push(d.step_x.len());
+    }
+    Ok(d)
+}
+
+/// Read every shard of a features folder, keeping the rows `keep` accepts.
+pub fn read_all(
+    features: &Path,
+    columns: &[String],
+    keep: &(dyn Fn(i64, i64, &str) -> bool + Sync),
+) -> Result<Dataset, FeatureError> {
+    use rayon::prelude::*;
+    let parts: Vec<Result<Dataset, FeatureError>> = shard_files(features)?
+        .par_iter()
+        .map(|(t, s)| read_shard(t, s, columns, keep))
+        .collect();
+    let mut d = Dataset::default();
+    for p in parts {
+        d.append(p?);
+    }
+    if d.step_off.is_empty() {
+        d.step_off.push(0);
+        d.code_off.push(0);
+    }
+    d.n_tab = columns.len();
+    Ok(d)
+}
