@@ -170,6 +170,9 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str, p: &Path) -> Result<&'a T
         })
 }
 
+/// One step as read: (step index, step inputs, days before, codes, values).
+type RawStep = (i32, [f32; STEP_INPUTS], f32, Vec<i32>, Vec<f32>);
+
 /// Read one shard pair, keeping the rows for which `keep(subject, time, split)` is true.
 /// `columns` must equal the tabular columns (after the keys and split).
 pub fn read_shard(
@@ -220,8 +223,7 @@ pub fn read_shard(
         }
     }
     // Sequences: gather the steps per wanted row, then lay them out in row order.
-    let mut per_row: Vec<Vec<(i32, [f32; STEP_INPUTS], f32, Vec<i32>, Vec<f32>)>> =
-        vec![Vec::new(); d.keys.len()];
+    let mut per_row: Vec<Vec<RawStep>> = vec![Vec::new(); d.keys.len()];
     if sequences.exists() {
         for b in batches(sequences)? {
             let s = col::<Int64Array>(&b, "subject_id", sequences)?;

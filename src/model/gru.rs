@@ -413,7 +413,7 @@ pub fn train(
     }
     .build(vs, cfg.learning_rate)
     .map_err(|e| e.to_string())?;
-    let mut rng = Rng::new(cfg.seed, 0, 0x6772_75);
+    let mut rng = Rng::new(cfg.seed, 0, 0x0067_7275);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut logs = Vec::new();
     let (mut best, mut best_epoch, mut since) = (f64::NEG_INFINITY, 0, 0);

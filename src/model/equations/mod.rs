@@ -52,10 +52,13 @@ fn missing(r: &Row, names: &[(&str, &str)]) -> Option<String> {
 }
 
 fn sex(r: &Row) -> Result<pce::Sex, String> {
-    match r.get("sex_female") {
-        v if v == 1.0 => Ok(pce::Sex::Female),
-        v if v == 0.0 => Ok(pce::Sex::Male),
-        _ => Err("missing sex".into()),
+    let v = r.get("sex_female");
+    if v == 1.0 {
+        Ok(pce::Sex::Female)
+    } else if v == 0.0 {
+        Ok(pce::Sex::Male)
+    } else {
+        Err("missing sex".into())
     }
 }
 
