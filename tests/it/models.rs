@@ -77,12 +77,10 @@ fn logistic_and_pce_on_synthetic_cohort_against_the_oracle() {
     // PCE where it applies (ages 40-79 with lipids and BP measured), MI share 55 % of ASCVD.
     let (mut pp, mut py, mut po) = (vec![], vec![], vec![]);
     for ((r, y), o) in test_x.iter().zip(&test_y).zip(&test_oracle) {
-        if let Some(risk) = ehr_risk::model::equations::pce_on(&ehr_risk::model::equations::Row {
+        if let Ok(risk) = ehr_risk::model::equations::pce_on(&ehr_risk::model::equations::Row {
             columns: &columns,
             values: r,
-        })
-        .ok()
-        {
+        }) {
             pp.push(risk);
             py.push(*y);
             po.push(*o);
