@@ -234,6 +234,28 @@ pub fn train(
         gru::train(&mut vs, &net, &cfg, &tr, &tu, &norm, progress).map_err(ModelError::Train)?;
     // Calibration and baseline, per output.
     let logits = gru::predict_logits(&net, &tu, &norm, device, 1024);
+    use rayon::prelude::*;
+    let fitted: Vec<LogisticModel> = outputs
+        .par_iter()
+        .enumerate()
+        .map(|(j, name)| {
+            let trows = labelled(&tr, j);
+            let tx: Vec<Vec<f32>> = trows.iter().map(|&r| tr.tab_row(r).to_vec()).collect();
+            let ty: Vec<bool> = trows
+                .iter()
+                .map(|r| tr.labels[r * tr.n_out + j] > 0.5)
+                .collect();
+            LogisticModel::fit(
+                name,
+                &fm.columns,
+                &tx,
+                &ty,
+                LogisticParams::default(),
+                (&fm.feature_spec_hash, &fm.task_hash),
+            )
+        })
+        .collect::<Result<_, _>>()
+        .map_err(ModelError::Train)?;
     let mut platt = Vec::new();
     let mut logistic = Vec::new();
     let mut out_metrics = Vec::new();
@@ -253,21 +275,7 @@ pub fn train(
             .iter()
             .map(|r| sigmoid(ab.0 + ab.1 * logits[r * tu.n_out + j] as f64))
             .collect();
-        let trows = labelled(&tr, j);
-        let tx: Vec<Vec<f32>> = trows.iter().map(|&r| tr.tab_row(r).to_vec()).collect();
-        let ty: Vec<bool> = trows
-            .iter()
-            .map(|r| tr.labels[r * tr.n_out + j] > 0.5)
-            .collect();
-        let lm = LogisticModel::fit(
-            name,
-            &fm.columns,
-            &tx,
-            &ty,
-            LogisticParams::default(),
-            (&fm.feature_spec_hash, &fm.task_hash),
-        )
-        .map_err(ModelError::Train)?;
+        let lm = &fitted[j];
         let lp = lm.predict(
             &rows
                 .iter()
@@ -283,7 +291,7 @@ pub fn train(
             logistic_auroc: auroc(&lp, &y),
             logistic_brier: brier(&lp, &y),
         });
-        logistic.push(lm);
+        logistic.push(lm.clone());
     }
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     let write_json = |name: &str, v: &dyn erased::Json| -> Result<(), ModelError> {

@@ -321,6 +321,15 @@ impl GruNet {
     }
 }
 
+/// Run `gru` over the padded [B, T, in] input and take each row's hidden state at its last
+/// valid step (`last`, [B]): the recurrent core shared with the PyTorch side-by-side bench.
+pub fn last_hidden(gru: &nn::GRU, x: &Tensor, last: &Tensor, hidden: i64) -> Tensor {
+    let bsz = x.size()[0];
+    let (out, _) = gru.seq(x);
+    let idx = last.view([bsz, 1, 1]).expand([bsz, 1, hidden], false);
+    out.gather(1, &idx, false).squeeze_dim(1)
+}
+
 /// One epoch's record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpochLog {
@@ -340,12 +349,19 @@ pub fn predict_logits(
     batch: usize,
 ) -> Vec<f32> {
     let _g = tch::no_grad_guard();
-    let idx: Vec<usize> = (0..d.len()).collect();
-    let mut out = Vec::new();
+    // Rows sorted by length so each batch is padded only to its own longest sequence; a row's
+    // result does not depend on its batch-mates.
+    let mut idx: Vec<usize> = (0..d.len()).collect();
+    idx.sort_by_key(|&r| (d.step_off[r + 1] - d.step_off[r], r));
+    let n_out = net.heads.len() * net.heads.first().map_or(0, |h| h.ws.size()[0] as usize);
+    let mut out = vec![0f32; d.len() * n_out];
     for chunk in idx.chunks(batch.max(1)) {
         let b = Batch::new(d, chunk, norm, device);
         let z = net.forward(&b, false).to_device(Device::Cpu).contiguous();
-        out.extend(Vec::<f32>::try_from(z.view([-1])).expect("float logits"));
+        let z = Vec::<f32>::try_from(z.view([-1])).expect("float logits");
+        for (k, &r) in chunk.iter().enumerate() {
+            out[r * n_out..(r + 1) * n_out].copy_from_slice(&z[k * n_out..(k + 1) * n_out]);
+        }
     }
     out
 }

@@ -1,0 +1,337 @@
+//! The recurrent network and the model directory: deterministic training, save/load/score
+//! giving identical scores, a planted signal learned, corrupted or mismatched model
+//! directories refused. A 1,500-person synthetic pipeline is built once for these tests.
+
+use crate::common::*;
+use ehr_risk::cohort::spec::Task;
+use ehr_risk::model::bundle::{self, Model, ModelError};
+use ehr_risk::model::data::Dataset;
+use ehr_risk::model::gru::{self, Batch, GruConfig, GruNet, TabNorm};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// synth -> ingest -> cohort -> features, once per test run.
+pub fn pipeline() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pipeline-1500");
+        let _ = std::fs::remove_dir_all(&d);
+        let opts = ehr_risk::synth::SynthOptions {
+            patients: 1500,
+            seed: 9,
+            ..Default::default()
+        };
+        ehr_risk::synth::run(&d.join("in"), &opts, &|_| {}).unwrap();
+        ingest(
+            &d.join("lake"),
+            &["hospital_fhir", "clinic_omop", "synthea_csv"].map(|x| d.join("in").join(x)),
+        );
+        let task = Task::load("mi_stroke").unwrap();
+        ehr_risk::cohort::run(&d.join("lake"), &task, &d.join("cohort")).unwrap();
+        ehr_risk::features::run(
+            &d.join("lake"),
+            &d.join("cohort"),
+            &task,
+            ehr_risk::features::spec::FeatureSpec::builtin(),
+            &d.join("features"),
+        )
+        .unwrap();
+        d
+    })
+}
+
+pub fn small_config(seed: u64) -> GruConfig {
+    GruConfig {
+        embed_dim: 8,
+        hidden: 16,
+        head_hidden: 16,
+        max_epochs: 2,
+        batch_size: 128,
+        threads: 1,
+        seed,
+        ..Default::default()
+    }
+}
+
+/// Train a small model of the shared pipeline into `out`.
+pub fn train_small(out: &Path, seed: u64) -> bundle::Trained {
+    let p = pipeline();
+    bundle::train(
+        &p.join("features"),
+        &p.join("cohort"),
+        &Task::load("mi_stroke").unwrap(),
+        small_config(seed),
+        out,
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+#[test]
+fn training_is_deterministic_and_the_directory_is_self_describing() {
+    let d = tempfile::tempdir().unwrap();
+    let a = train_small(&d.path().join("a"), 3);
+    let b = train_small(&d.path().join("b"), 3);
+    let c = train_small(&d.path().join("c"), 4);
+    assert_eq!(a.manifest.weights_hash, b.manifest.weights_hash);
+    assert_eq!(
+        std::fs::read(d.path().join("a/weights.safetensors")).unwrap(),
+        std::fs::read(d.path().join("b/weights.safetensors")).unwrap()
+    );
+    assert_ne!(a.manifest.weights_hash, c.manifest.weights_hash);
+    assert_eq!(a.manifest.outputs.len(), 6);
+    assert_eq!(a.metrics.epochs.len(), 2);
+    for f in [
+        "model.json",
+        "config.json",
+        "weights.safetensors",
+        "vocab.parquet",
+        "norm.parquet",
+        "tabular_norm.json",
+        "calibration.json",
+        "logistic.json",
+        "metrics.json",
+    ] {
+        assert!(d.path().join("a").join(f).exists(), "{f}");
+    }
+    let m = &a.manifest;
+    let fm = bundle::read_feature_manifest(&pipeline().join("features")).unwrap();
+    assert_eq!(m.feature_spec_hash, fm.feature_spec_hash);
+    assert_eq!(m.task_hash, fm.task_hash);
+    assert_eq!(m.libtorch, "2.13.0");
+    assert!(!m.training_data_fingerprint.is_empty());
+    // The learned model ranks better than chance on every output with tuning events.
+    for o in &a.metrics.outputs {
+        if o.tuning_events >= 10 {
+            assert!(o.gru_auroc.unwrap() > 0.6, "{o:?}");
+        }
+    }
+}
+
+#[test]
+fn save_load_score_gives_identical_scores() {
+    let d = tempfile::tempdir().unwrap();
+    let p = pipeline();
+    train_small(&d.path().join("m"), 5);
+    // In memory before saving, and after loading: the same logits, bit for bit.
+    let fm = bundle::read_feature_manifest(&p.join("features")).unwrap();
+    let data = ehr_risk::model::data::read_all(&p.join("features"), &fm.columns, &|_, _, s| {
+        s == "held_out"
+    })
+    .unwrap();
+    let m1 = Model::load(&d.path().join("m")).unwrap();
+    let before = gru::predict_logits(&m1.net, &data, &m1.norm, m1.device, 97);
+    m1.vs.save(d.path().join("resaved.safetensors")).unwrap();
+    let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let net = GruNet::new(
+        &vs.root(),
+        &m1.config,
+        m1.manifest.vocab_size,
+        m1.manifest.columns.len() as i64,
+        2,
+        3,
+    );
+    vs.load(d.path().join("resaved.safetensors")).unwrap();
+    let after = gru::predict_logits(&net, &data, &m1.norm, tch::Device::Cpu, 1024);
+    assert_eq!(before.len(), data.len() * 6);
+    assert!(
+        before
+            .iter()
+            .zip(&after)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "batch size and reload do not change a score"
+    );
+    // The score command twice, from two loads: identical files' contents.
+    let m2 = Model::load(&d.path().join("m")).unwrap();
+    let opts = ehr_risk::score::ScoreOptions::default();
+    ehr_risk::score::run(
+        &m1,
+        &p.join("features"),
+        &d.path().join("s1"),
+        &opts,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let s = ehr_risk::score::run(
+        &m2,
+        &p.join("features"),
+        &d.path().join("s2"),
+        &opts,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(s.rows_written, s.prediction_times * 3);
+    assert_eq!(s.prediction_times, fm.rows);
+    assert_eq!(
+        std::fs::read(d.path().join("s1/scores.parquet")).unwrap(),
+        std::fs::read(d.path().join("s2/scores.parquet")).unwrap()
+    );
+}
+
+/// A dataset where output 0 is positive exactly when code 7 occurs with a high value.
+fn planted(n: usize, seed: u64) -> Dataset {
+    let mut rng = ehr_risk::rng::Rng::new(seed, 0, 1);
+    let mut d = Dataset {
+        n_tab: 2,
+        n_out: 1,
+        step_off: vec![0],
+        code_off: vec![0],
+        ..Default::default()
+    };
+    for r in 0..n {
+        d.keys.push((r as i64, 0));
+        d.split.push("train".into());
+        d.tab.extend([rng.normal() as f32, rng.normal() as f32]);
+        let mut signal = false;
+        for _ in 0..rng.range(1, 8) {
+            d.step_x.push([0.1, 0.2, 0.5]);
+            d.step_days.push(30.0);
+            for _ in 0..rng.range(1, 5) {
+                let c = rng.range(2, 20) as i32;
+                let v = rng.normal() as f32;
+                signal |= c == 7 && v > 0.5;
+                d.codes.push(c);
+                d.vals.push(v);
+            }
+            d.code_off.push(d.codes.len());
+        }
+        d.step_off.push(d.step_x.len());
+        let y = if rng.chance(0.03) { !signal } else { signal };
+        d.labels.push(y as u8 as f32);
+        d.mask.push(1.0);
+    }
+    d
+}
+
+#[test]
+fn a_small_network_learns_a_planted_signal() {
+    let (tr, tu) = (planted(3000, 1), planted(1000, 2));
+    let cfg = GruConfig {
+        embed_dim: 8,
+        hidden: 16,
+        head_hidden: 16,
+        max_epochs: 12,
+        patience: 12,
+        batch_size: 64,
+        learning_rate: 5e-3,
+        threads: 1,
+        ..Default::default()
+    };
+    tch::manual_seed(1);
+    let norm = TabNorm::fit(&tr, &["a".into(), "b".into()]);
+    let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let net = GruNet::new(&vs.root(), &cfg, 22, 2, 1, 1);
+    let (logs, _) = gru::train(&mut vs, &net, &cfg, &tr, &tu, &norm, &mut |_| {}).unwrap();
+    let best = logs.iter().map(|l| l.tuning_mean_auroc).fold(0.0, f64::max);
+    assert!(best > 0.9, "tuning AUROC {best}");
+    // and the kept weights are the best epoch's
+    let z = gru::predict_logits(&net, &tu, &norm, tch::Device::Cpu, 256);
+    let a = gru::output_aurocs(&tu, &z)[0].unwrap();
+    assert!((a - best).abs() < 1e-9, "{a} vs {best}");
+}
+
+#[test]
+fn integrated_gradients_add_up_to_the_risk_difference() {
+    let d = tempfile::tempdir().unwrap();
+    let p = pipeline();
+    train_small(&d.path().join("m"), 6);
+    let m = Model::load(&d.path().join("m")).unwrap();
+    let fm = bundle::read_feature_manifest(&p.join("features")).unwrap();
+    let data = ehr_risk::model::data::read_all(&p.join("features"), &fm.columns, &|_, _, s| {
+        s == "held_out"
+    })
+    .unwrap();
+    let rows: Vec<usize> = (0..data.len().min(40)).collect();
+    let b = Batch::new(&data, &rows, &m.norm, tch::Device::Cpu);
+    for j in [1i64, 4] {
+        let att = gru::integrated_gradients(&m.net, &b, j, m.calibration.platt[j as usize], 64);
+        for a in &att {
+            let total: f32 = a.codes.iter().sum::<f32>()
+                + a.steps.iter().sum::<f32>()
+                + a.tab.iter().sum::<f32>();
+            let diff = a.risk - a.baseline;
+            // Midpoint rule over 64 points on a network with ReLU kinks, in f32.
+            assert!(
+                (total - diff).abs() <= 0.05 * diff.abs() + 5e-4,
+                "completeness: attributions {total} vs risk difference {diff}"
+            );
+        }
+    }
+}
+
+#[test]
+fn corrupted_or_mismatched_model_directories_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let p = pipeline();
+    train_small(&d.path().join("m"), 7);
+    let copy = |name: &str| {
+        let to = d.path().join(name);
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(d.path().join("m")).unwrap().flatten() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+        to
+    };
+    // A flipped byte in the weights.
+    let w = copy("weights");
+    let mut bytes = std::fs::read(w.join("weights.safetensors")).unwrap();
+    let k = bytes.len() - 10;
+    bytes[k] ^= 0x55;
+    std::fs::write(w.join("weights.safetensors"), bytes).unwrap();
+    let e = Model::load(&w).err().expect("refused");
+    assert!(matches!(e, ModelError::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("weights.safetensors"), "{e}");
+    // An edited calibration.
+    let c = copy("calibration");
+    let t = std::fs::read_to_string(c.join("calibration.json")).unwrap();
+    std::fs::write(c.join("calibration.json"), t.replacen("platt", "platt ", 1)).unwrap();
+    let e = Model::load(&c).err().expect("refused");
+    assert!(e.to_string().contains("calibration.json"), "{e}");
+    // A missing file and a missing manifest.
+    let f = copy("missing");
+    std::fs::remove_file(f.join("logistic.json")).unwrap();
+    assert!(
+        Model::load(&f)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("logistic.json")
+    );
+    std::fs::remove_file(f.join("model.json")).unwrap();
+    assert!(
+        Model::load(&f)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("model.json")
+    );
+    // Features of another spec or vocabulary.
+    let m = Model::load(&d.path().join("m")).unwrap();
+    assert!(m.check_features(&p.join("features")).is_ok());
+    let other = d.path().join("features-other");
+    std::fs::create_dir_all(&other).unwrap();
+    let mut fm = bundle::read_feature_manifest(&p.join("features")).unwrap();
+    fm.feature_spec_hash = "0000".into();
+    std::fs::write(
+        other.join("manifest.json"),
+        serde_json::to_string(&fm).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(
+        p.join("features/vocab.parquet"),
+        other.join("vocab.parquet"),
+    )
+    .unwrap();
+    let e = m.check_features(&other).err().expect("refused");
+    assert!(matches!(e, ModelError::Mismatch { .. }), "{e}");
+    assert!(e.to_string().contains("feature spec hash"), "{e}");
+    let fm = bundle::read_feature_manifest(&p.join("features")).unwrap();
+    std::fs::write(
+        other.join("manifest.json"),
+        serde_json::to_string(&fm).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(p.join("features/norm.parquet"), other.join("vocab.parquet")).unwrap();
+    let e = m.check_features(&other).err().expect("refused");
+    assert!(e.to_string().contains("vocabulary"), "{e}");
+}
