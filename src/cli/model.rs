@@ -50,6 +50,21 @@ pub struct ScoreArgs {
     /// Also write scores.csv.
     #[arg(long)]
     pub csv: bool,
+    /// Which prediction times get explanations (integrated gradients) and what-if risks.
+    #[arg(long, value_enum, default_value = "latest")]
+    pub explain: crate::score::Explain,
+    /// Recommendation rules folder (default: the built-in schemas/rules).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Worklist: latest risk of MI or stroke at the reference horizon at or above this.
+    #[arg(long, default_value_t = 0.20)]
+    pub worklist_threshold: f64,
+    /// Lower bounds of the borderline, intermediate and high tiers (reference-horizon risk).
+    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [0.05, 0.075, 0.20])]
+    pub tiers: Vec<f64>,
+    /// Factors listed per outcome.
+    #[arg(long, default_value_t = 5)]
+    pub top_factors: usize,
 }
 
 #[derive(Debug, Args)]

@@ -95,6 +95,17 @@ pub fn prediction_times(task: &Task, events: &[Event]) -> Vec<i64> {
 
 /// Label one subject (events sorted by time, static first). Returns rows and exclusions.
 pub fn label_subject(task: &Task, events: &[Event]) -> (Vec<LabelRow>, Vec<Exclusion>) {
+    label_subject_until(task, events, None)
+}
+
+/// As [`label_subject`], with the end of the whole extract: a horizon that runs past it is
+/// censored even when the outcome was seen inside it, since only outcomes could have been
+/// observed there (keeping them would inflate the label's prevalence).
+pub fn label_subject_until(
+    task: &Task,
+    events: &[Event],
+    data_end: Option<i64>,
+) -> (Vec<LabelRow>, Vec<Exclusion>) {
     let w = &task.spec.window;
     let Some(first) = events.first() else {
         return (vec![], vec![]);
@@ -166,6 +177,9 @@ pub fn label_subject(task: &Task, events: &[Event]) -> (Vec<LabelRow>, Vec<Exclu
                             return LabelValue::ExcludedPrior;
                         }
                         let end = t + h as i64 * MICROS_PER_YEAR;
+                        if data_end.is_some_and(|d| d < end) {
+                            return LabelValue::Censored;
+                        }
                         if ts.iter().any(|&x| !before(x) && x <= end) {
                             LabelValue::True
                         } else if death.is_some_and(|d| d < end)
@@ -316,10 +330,19 @@ mod tests {
         // An outcome before the censoring still makes the label true.
         let mut e2 = e.clone();
         e2.push(ev("2016-02-01", "ICD10CM//I63.9"));
-        let (rows, _) = label_subject(&task(|_| {}), &sorted(e2));
+        let (rows, _) = label_subject(&task(|_| {}), &sorted(e2.clone()));
         assert_eq!(
             rows[0].values[1],
             vec![LabelValue::False, LabelValue::True, LabelValue::True]
+        );
+        // ... unless the horizon runs past the end of the whole extract: there only outcomes
+        // could be seen, so the row is censored whatever happened.
+        let t0 = rows[0].prediction_time;
+        let end = t0 + 6 * MICROS_PER_YEAR;
+        let (rows, _) = label_subject_until(&task(|_| {}), &sorted(e2), Some(end));
+        assert_eq!(
+            rows[0].values[1],
+            vec![LabelValue::False, LabelValue::True, LabelValue::Censored]
         );
     }
 

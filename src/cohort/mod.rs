@@ -16,7 +16,7 @@ use arrow::array::{
     TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use labels::{Exclusion, LabelValue, label_bool, label_subject};
+use labels::{Exclusion, LabelValue, label_bool, label_subject_until};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use spec::Task;
@@ -55,6 +55,29 @@ pub struct CohortSummary {
     /// "<outcome>_<h>y" -> split -> counts ("all" included)
     pub labels: BTreeMap<String, BTreeMap<String, LabelCounts>>,
     pub censoring: String,
+    /// The last event time in the lake (RFC 3339): horizons past it are censored.
+    pub data_end: String,
+}
+
+/// The last event time (or end time) of the whole lake.
+pub fn data_end(lake: &Lake) -> Result<i64, CohortError> {
+    let ends: Vec<Result<i64, CohortError>> = (0..lake.manifest.shards)
+        .into_par_iter()
+        .filter(|&i| lake.shard_path(i).exists())
+        .map(|i| {
+            Ok(lake
+                .read_shard(i)?
+                .iter()
+                .filter_map(|e| e.time.max(e.end_time))
+                .max()
+                .unwrap_or(i64::MIN))
+        })
+        .collect();
+    let mut m = i64::MIN;
+    for e in ends {
+        m = m.max(e?);
+    }
+    Ok(m)
 }
 
 /// A fingerprint of the lake's content: the hash of its manifest's run ids and input hashes.
@@ -133,6 +156,7 @@ pub fn run(lake_dir: &Path, task: &Task, out: &Path) -> Result<CohortSummary, Co
     }
     std::fs::create_dir_all(out.join("cohort")).map_err(io(out))?;
     let censoring = task.spec.window.censoring;
+    let data_end = data_end(&lake)?;
     let results: Vec<Result<ShardResult, CohortError>> = (0..lake.manifest.shards)
         .into_par_iter()
         .filter(|&i| lake.shard_path(i).exists())
@@ -147,7 +171,7 @@ pub fn run(lake_dir: &Path, task: &Task, out: &Path) -> Result<CohortSummary, Co
             let mut all_rows = Vec::new();
             for ev in by_subject(&events) {
                 r.subjects += 1;
-                let (rows, ex) = label_subject(task, ev);
+                let (rows, ex) = label_subject_until(task, ev, Some(data_end));
                 for x in ex {
                     *r.excluded.entry(x).or_default() += 1;
                 }
@@ -263,6 +287,9 @@ pub fn run(lake_dir: &Path, task: &Task, out: &Path) -> Result<CohortSummary, Co
         task_hash: task.hash.clone(),
         lake_fingerprint: lake_fingerprint(&lake),
         censoring: format!("{censoring:?}").to_lowercase(),
+        data_end: chrono::DateTime::from_timestamp_micros(data_end)
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_default(),
         ..Default::default()
     };
     for r in results {

@@ -94,11 +94,30 @@ pub fn train(a: TrainArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
 
 pub fn score(a: ScoreArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     let model = Model::load(&a.model)?;
+    let fm = bundle::read_feature_manifest(&a.features)?;
+    let rules = match &a.rules {
+        Some(d) => crate::recommend::RuleSet::load(d, Some(&fm.columns))
+            .map_err(|m| anyhow::anyhow!("rules: {m}"))?,
+        None => crate::recommend::RuleSet::builtin(),
+    };
+    let mut tiers = [0.0; 3];
+    if a.tiers.len() != 3 || a.tiers.windows(2).any(|w| w[0] > w[1]) {
+        anyhow::bail!(
+            "--tiers {:?}: expected three increasing bounds, e.g. 0.05,0.075,0.2",
+            a.tiers
+        );
+    }
+    tiers.copy_from_slice(&a.tiers);
     let opts = crate::score::ScoreOptions {
         latest_only: a.latest,
         csv: a.csv,
+        explain: a.explain,
+        tiers,
+        worklist_threshold: a.worklist_threshold,
+        top_factors: a.top_factors,
+        ..Default::default()
     };
-    let s = crate::score::run(&model, &a.features, &a.out, &opts, &mut |i, n| {
+    let s = crate::score::run(&model, &a.features, &rules, &a.out, &opts, &mut |i, n| {
         if !quiet && (i == n || i % 16 == 0) {
             eprintln!("scored shard {i}/{n}");
         }
@@ -111,6 +130,15 @@ pub fn score(a: ScoreArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
             s.rows_written,
             s.seconds,
             s.prediction_times as f64 / s.seconds.max(1e-9)
+        );
+        eprintln!(
+            "{} subjects: tiers {:?}; {} explained; worklist {} (>= {:.0}% at {} years)",
+            s.subjects,
+            s.tiers,
+            s.explained,
+            s.worklist,
+            a.worklist_threshold * 100.0,
+            s.reference_horizon_years
         );
     }
     println!("{}", a.out.join("scores.parquet").display());

@@ -393,6 +393,43 @@ pub struct Model {
     pub calibration: Calibration,
     pub logistic: Vec<LogisticModel>,
     pub device: Device,
+    /// Sequence vocabulary (code -> id) and value normalisation (code -> mean, std).
+    pub vocab: HashMap<String, i32>,
+    pub value_norm: HashMap<String, (f32, f32)>,
+}
+
+/// Read a per-code table (`code` then numeric columns) of a model directory.
+fn read_code_table(p: &Path) -> Result<Vec<(String, Vec<f64>)>, String> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Float32Type, Int32Type};
+    let f = std::fs::File::open(p).map_err(|e| e.to_string())?;
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| e.to_string())?
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for b in r {
+        let b = b.map_err(|e| e.to_string())?;
+        let codes = b
+            .column(0)
+            .as_string_opt::<i32>()
+            .ok_or("code column is not text")?;
+        for i in 0..b.num_rows() {
+            let mut v = Vec::new();
+            for c in b.columns().iter().skip(1) {
+                if let Some(x) = c.as_primitive_opt::<Int32Type>() {
+                    v.push(x.value(i) as f64);
+                } else if let Some(x) = c.as_primitive_opt::<Float32Type>() {
+                    v.push(x.value(i) as f64);
+                } else {
+                    return Err(format!("column type {} unexpected", c.data_type()));
+                }
+            }
+            let _ = codes.is_null(i);
+            out.push((codes.value(i).to_string(), v));
+        }
+    }
+    Ok(out)
 }
 
 /// Risks for one row: calibrated network and baseline per output.
@@ -470,7 +507,19 @@ impl Model {
                 "calibration or baseline does not cover every output".into(),
             ));
         }
+        let vocab = read_code_table(&dir.join("vocab.parquet"))
+            .map_err(|e| corrupt(format!("vocab.parquet: {e}")))?
+            .into_iter()
+            .map(|(c, v)| (c, v[0] as i32))
+            .collect();
+        let value_norm = read_code_table(&dir.join("norm.parquet"))
+            .map_err(|e| corrupt(format!("norm.parquet: {e}")))?
+            .into_iter()
+            .map(|(c, v)| (c, (v[0] as f32, v[1] as f32)))
+            .collect();
         Ok(Model {
+            vocab,
+            value_norm,
             dir: dir.to_path_buf(),
             manifest,
             config,

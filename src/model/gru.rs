@@ -514,11 +514,14 @@ pub fn weights_hash(vs: &nn::VarStore) -> String {
 /// Integrated gradients of each row's calibrated risk for output `j` along the straight path
 /// from the baseline (no events, tabular features at the train mean) to the input, with `steps`
 /// midpoint-rule points. Returns, per row in the batch, the attribution of every code
-/// occurrence (in `b.code_pos` order), of every step's time inputs summed, and of every tabular
-/// feature, plus the risk at the input and at the baseline.
+/// occurrence (in `b.code_pos` order), of every step's timing inputs and age input, and of every
+/// tabular feature, plus the risk at the input and at the baseline.
 pub struct Attribution {
     pub codes: Vec<f32>,
+    /// per step: the time-gap and recency inputs
     pub steps: Vec<f32>,
+    /// per step: the age input
+    pub step_age: Vec<f32>,
     pub tab: Vec<f32>,
     pub risk: f32,
     pub baseline: f32,
@@ -555,7 +558,11 @@ pub fn integrated_gradients(
     }
     let inv = 1.0 / steps as f64;
     let ac = (gc * inv * &contrib).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-    let as_ = (gs * inv * &b.step_x).sum_dim_intlist([2i64].as_slice(), false, Kind::Float);
+    let gx = gs * inv * &b.step_x;
+    let as_ = gx
+        .narrow(2, 0, 2)
+        .sum_dim_intlist([2i64].as_slice(), false, Kind::Float);
+    let aa = gx.select(2, 2);
     let at = gt * inv * &b.tab;
     let (risk, base) = tch::no_grad(|| {
         (
@@ -570,9 +577,10 @@ pub fn integrated_gradients(
     let to_vec = |t: Tensor| -> Vec<f32> {
         Vec::try_from(t.to_device(Device::Cpu).contiguous().view([-1])).expect("float")
     };
-    let (ac, as_, at, risk, base) = (
+    let (ac, as_, aa, at, risk, base) = (
         to_vec(ac),
         to_vec(as_),
+        to_vec(aa),
         to_vec(at),
         to_vec(risk),
         to_vec(base),
@@ -583,6 +591,7 @@ pub fn integrated_gradients(
         .map(|r| Attribution {
             codes: vec![],
             steps: as_[r * t..(r + 1) * t].to_vec(),
+            step_age: aa[r * t..(r + 1) * t].to_vec(),
             tab: at[r * n_tab..(r + 1) * n_tab].to_vec(),
             risk: risk[r],
             baseline: base[r],

@@ -248,6 +248,7 @@ fn integrated_gradients_add_up_to_the_risk_difference() {
         for a in &att {
             let total: f32 = a.codes.iter().sum::<f32>()
                 + a.steps.iter().sum::<f32>()
+                + a.step_age.iter().sum::<f32>()
                 + a.tab.iter().sum::<f32>();
             let diff = a.risk - a.baseline;
             // Midpoint rule over 64 points on a network with ReLU kinks, in f32.
