@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a fresh Debian machine with Rust and Python/pip:
 #  - libtorch 2.13.0 (CPU) from PyPI's torch wheel into .libtorch/ (see docs/LIBTORCH.md upstream recipe)
-#  - Python packages the tests use (the `meds` validator, pyarrow).
+#  - Python packages the tests use (the `meds` validator, pyarrow; polars, matplotlib, nbclient,
+#    ipykernel to execute notebooks/), and Debian's chromium for the report rendering test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEST=.libtorch
@@ -14,8 +15,19 @@ if ! grep -qs "__version__ = '2.13.0" "$DEST/torch/version.py"; then
   cargo clean -p torch-sys 2>/dev/null || true
 fi
 PYDEPS=".pydeps"
-if ! [ -f "$PYDEPS/.ok" ]; then
-  echo "setup: installing Python test helpers into $PYDEPS" >&2
-  python3 -m pip install --quiet --no-cache-dir --target "$PYDEPS" "meds==0.4.*" pyarrow >&2
-  touch "$PYDEPS/.ok"
+if ! [ -f "$PYDEPS/.ok2" ]; then
+  echo "setup: installing Python test helpers and notebook tools into $PYDEPS" >&2
+  python3 -m pip install --quiet --no-cache-dir --target "$PYDEPS" "meds==0.4.*" pyarrow \
+      polars matplotlib nbclient nbformat ipykernel >&2
+  touch "$PYDEPS/.ok2"
+fi
+# Headless Chromium renders report.html in a test (Debian's package).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium (Debian) for the report rendering test" >&2
+    (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
+      || echo "setup: chromium could not be installed; the report rendering test will skip" >&2
+  else
+    echo "setup: chromium not found (install Debian's chromium package); the report rendering test will skip" >&2
+  fi
 fi

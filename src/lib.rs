@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod lake;
 pub mod model;
 pub mod recommend;
+pub mod report;
 pub mod rng;
 pub mod schema;
 pub mod score;

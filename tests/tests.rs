@@ -20,5 +20,7 @@ mod lake_ops;
 mod laws;
 #[path = "it/models.rs"]
 mod models;
+#[path = "it/outputs.rs"]
+mod outputs;
 #[path = "it/synth.rs"]
 mod synth;

@@ -58,6 +58,9 @@ pub enum Command {
     /// Every model side by side on a held-out split: discrimination with intervals,
     /// calibration, subgroups, the oracle on synthetic data.
     Evaluate(model::EvaluateArgs),
+    /// A self-contained HTML report: cohort, risk distributions, ROC and calibration per model,
+    /// subgroups, recommendation counts.
+    Report(model::ReportArgs),
     /// The main job on the embedded default: a synthetic cohort, ingested and validated.
     Demo(DemoArgs),
 }
@@ -70,7 +73,10 @@ pub struct DemoArgs {
     /// Size of the synthetic demo cohort.
     #[arg(long, default_value_t = 2000)]
     pub patients: u64,
-    /// Seed of the synthetic demo cohort.
+    /// Seed of the synthetic demo cohort (and of training).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Training epochs of the demo model.
+    #[arg(long, default_value_t = 8)]
+    pub epochs: usize,
 }

@@ -97,3 +97,19 @@ pub struct EvaluateArgs {
     #[arg(long, default_value_t = 200)]
     pub bootstrap: usize,
 }
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The score folder (scores.parquet, score_summary.json).
+    #[arg(long)]
+    pub scores: PathBuf,
+    /// The evaluation folder (evaluation.json).
+    #[arg(long)]
+    pub evaluation: PathBuf,
+    /// The cohort folder (summary.json), for label counts.
+    #[arg(long)]
+    pub cohort: Option<PathBuf>,
+    /// The HTML file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}

@@ -39,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Train(a) => model::train(a, quiet),
         Command::Score(a) => model::score(a, quiet),
         Command::Evaluate(a) => model::evaluate(a),
+        Command::Report(a) => model::report(a),
         Command::Demo(a) => demo::run(a, quiet),
     }
 }

@@ -253,3 +253,12 @@ fn fitted_baseline(
     )
     .map_err(|m| anyhow::anyhow!(m))
 }
+
+pub fn report(a: crate::cli::model::ReportArgs) -> anyhow::Result<ExitStatus> {
+    let inputs = crate::report::load(&a.scores, &a.evaluation, a.cohort.as_deref())
+        .map_err(|m| anyhow::anyhow!("report inputs: {m}"))?;
+    std::fs::write(&a.out, crate::report::render(&inputs))
+        .with_context(|| format!("write {}", a.out.display()))?;
+    println!("{}", a.out.display());
+    Ok(ExitStatus::Success)
+}

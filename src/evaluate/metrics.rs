@@ -121,7 +121,7 @@ pub fn calibration_curve(p: &[f64], y: &[bool], bins: usize) -> Vec<(f64, f64, u
 }
 
 /// A point estimate with a bootstrap 95 % interval.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq)]
 pub struct Estimate {
     pub value: f64,
     pub lo: f64,
@@ -206,5 +206,51 @@ mod tests {
         let ci = bootstrap(&p, &y, 200, 1, auroc).unwrap();
         assert!(ci.lo < ci.value && ci.value < ci.hi);
         assert_eq!(calibration_curve(&p, &y, 10).len(), 10);
+    }
+}
+
+/// ROC curve: (false-positive rate, true-positive rate) at up to `points` thresholds, from
+/// (0, 0) to (1, 1); empty without both classes.
+pub fn roc_curve(p: &[f64], y: &[bool], points: usize) -> Vec<(f64, f64)> {
+    let n_pos = y.iter().filter(|v| **v).count() as f64;
+    let n_neg = y.len() as f64 - n_pos;
+    if n_pos == 0.0 || n_neg == 0.0 {
+        return vec![];
+    }
+    let mut idx: Vec<usize> = (0..p.len()).collect();
+    idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    let step = (idx.len() / points.max(1)).max(1);
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut out = vec![(0.0, 0.0)];
+    for (k, &i) in idx.iter().enumerate() {
+        if y[i] {
+            tp += 1.0;
+        } else {
+            fp += 1.0;
+        }
+        let tie_next = idx.get(k + 1).is_some_and(|&j| p[j] == p[i]);
+        if !tie_next && (k % step == step - 1 || k + 1 == idx.len()) {
+            out.push((fp / n_neg, tp / n_pos));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod roc_tests {
+    use super::*;
+
+    #[test]
+    fn roc_curve_ends_and_area_match_auroc() {
+        let p = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2];
+        let y = [true, true, false, true, false, false, true, false];
+        let c = roc_curve(&p, &y, 100);
+        assert_eq!(c[0], (0.0, 0.0));
+        assert_eq!(*c.last().unwrap(), (1.0, 1.0));
+        let area: f64 = c
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0)
+            .sum();
+        assert!((area - auroc(&p, &y).unwrap()).abs() < 1e-12);
     }
 }

@@ -12,7 +12,7 @@ use metrics::{Estimate, auprc, auroc, bootstrap, brier, calibration, calibration
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ModelMetrics {
     pub n: usize,
     pub events: usize,
@@ -23,9 +23,11 @@ pub struct ModelMetrics {
     pub calibration_slope: Option<f64>,
     /// (mean predicted, observed, n) per decile of predicted risk
     pub calibration_curve: Vec<(f64, f64, usize)>,
+    /// (false-positive rate, true-positive rate), up to 100 points
+    pub roc_curve: Vec<(f64, f64)>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Evaluation {
     pub outcome: String,
     pub split: String,
@@ -44,6 +46,7 @@ pub fn model_metrics(p: &[f64], y: &[bool], reps: usize, seed: u64) -> ModelMetr
         calibration_intercept: cal.map(|c| c.0),
         calibration_slope: cal.map(|c| c.1),
         calibration_curve: calibration_curve(p, y, 10),
+        roc_curve: metrics::roc_curve(p, y, 100),
     }
 }
 

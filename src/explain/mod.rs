@@ -78,11 +78,11 @@ impl Namer {
 
     pub fn column_factor(column: &str) -> String {
         for s in [
+            "_days_since_last",
+            "_slope_per_year",
             "_last",
             "_mean",
-            "_slope_per_year",
             "_count",
-            "_days_since_last",
         ] {
             if let Some(m) = column.strip_suffix(s) {
                 return m.to_string();
@@ -188,6 +188,7 @@ mod tests {
             "systolic_bp"
         );
         assert_eq!(Namer::column_factor("race_black"), "race");
+        assert_eq!(Namer::column_factor("egfr_days_since_last"), "egfr");
         assert_eq!(Namer::column_factor("rx_statin"), "statin treatment");
         assert_eq!(Namer::column_factor("dx_diabetes"), "diabetes");
         assert_eq!(Namer::column_factor("prior_mi"), "prior mi");

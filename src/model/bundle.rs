@@ -245,14 +245,18 @@ pub fn train(
                 .iter()
                 .map(|r| tr.labels[r * tr.n_out + j] > 0.5)
                 .collect();
-            LogisticModel::fit(
-                name,
-                &fm.columns,
-                &tx,
-                &ty,
-                LogisticParams::default(),
-                (&fm.feature_spec_hash, &fm.task_hash),
-            )
+            let hashes = (fm.feature_spec_hash.as_str(), fm.task_hash.as_str());
+            if ty.iter().all(|v| *v) || !ty.iter().any(|v| *v) {
+                tracing::warn!(output = %name, rows = ty.len(), "one class only: intercept-only baseline");
+                return Ok(LogisticModel::constant(
+                    name,
+                    &fm.columns,
+                    &ty,
+                    LogisticParams::default(),
+                    hashes,
+                ));
+            }
+            LogisticModel::fit(name, &fm.columns, &tx, &ty, LogisticParams::default(), hashes)
         })
         .collect::<Result<_, _>>()
         .map_err(ModelError::Train)?;

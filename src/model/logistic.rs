@@ -123,6 +123,30 @@ impl LogisticModel {
             .collect()
     }
 
+    /// The intercept-only model (the training prevalence, Laplace-smoothed): what a label with
+    /// a single class in the training rows gets, so one rare output does not stop training.
+    pub fn constant(
+        outcome: &str,
+        columns: &[String],
+        y: &[bool],
+        params: LogisticParams,
+        hashes: (&str, &str),
+    ) -> LogisticModel {
+        let k = columns.len();
+        let p = (y.iter().filter(|v| **v).count() as f64 + 0.5) / (y.len() as f64 + 1.0);
+        LogisticModel {
+            outcome: outcome.to_string(),
+            columns: columns.to_vec(),
+            mean: vec![0.0; k],
+            std: vec![1.0; k],
+            coef: vec![0.0; k],
+            intercept: (p / (1.0 - p)).ln(),
+            params,
+            feature_spec_hash: hashes.0.to_string(),
+            task_hash: hashes.1.to_string(),
+        }
+    }
+
     /// Refuse features built for another spec or task.
     pub fn check(
         &self,

@@ -303,11 +303,14 @@ impl RuleSet {
                 continue;
             }
             let on = r.treatment.as_ref().map(|t| q(&format!("rx_{t}")) == 1.0);
-            let consistent = match (r.action, on) {
-                (Action::Start | Action::Avoid, Some(true)) => false,
-                (Action::Intensify | Action::Continue | Action::Stop, Some(false)) => false,
-                _ => true,
-            };
+            let consistent = !matches!(
+                (r.action, on),
+                (Action::Start | Action::Avoid, Some(true))
+                    | (
+                        Action::Intensify | Action::Continue | Action::Stop,
+                        Some(false)
+                    )
+            );
             if !consistent {
                 continue;
             }
@@ -478,8 +481,7 @@ mod tests {
         let cols = columns();
         for (n, t) in bad {
             let e = RuleSet::parse(std::iter::once((n.to_string(), t.to_string())), Some(&cols))
-                .err()
-                .expect("refused");
+                .expect_err("refused");
             assert!(e.starts_with(n), "{e}");
         }
     }

@@ -5,8 +5,8 @@
 //!   horizon: the network's calibrated risk per outcome, the baseline's, the clinical equations
 //!   (or why each does not apply), the risk tier, the top factors and the recommendations (with
 //!   their what-if risk changes) at the reference horizon (the longest, 10 years by default);
-//! - `worklist.csv`: each subject's latest prediction time at or above the worklist threshold,
-//!   highest risk first;
+//! - `worklist.csv`: subjects whose latest prediction time is the run's most recent one and whose
+//!   risk is at or above the worklist threshold, highest risk first;
 //! - `risk_assessments.ndjson`: a FHIR R4 RiskAssessment per subject (latest prediction time);
 //! - `score_summary.json`: counts, tiers, recommendation counts.
 //!
@@ -75,7 +75,7 @@ impl Default for ScoreOptions {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct ScoreSummary {
     pub shards: usize,
     pub prediction_times: u64,
@@ -598,6 +598,9 @@ pub fn run(
     fhir_out
         .flush()
         .map_err(|e| io(&fhir_path)(e.to_string()))?;
+    // The worklist is for now: the most recent prediction time of the run.
+    let now = worklist.iter().map(|a| a.prediction_time).max();
+    worklist.retain(|a| Some(a.prediction_time) == now);
     worklist.sort_by(|a, b| {
         b.any_risk
             .total_cmp(&a.any_risk)

@@ -29,6 +29,18 @@ fn demo_runs_and_reports_where_outputs_are() {
         stdout.contains("defects written = quarantined: yes"),
         "{stdout}"
     );
+    for f in [
+        "model/model.json",
+        "evaluation/evaluation.json",
+        "evaluation/evaluation.parquet",
+        "scores/scores.parquet",
+        "scores/scores.csv",
+        "scores/worklist.csv",
+        "scores/risk_assessments.ndjson",
+        "report.html",
+    ] {
+        assert!(d.path().join(f).exists(), "{f}");
+    }
     let redacted = stdout.replace(&d.path().display().to_string(), "[OUT]");
     insta::assert_snapshot!("demo_stdout", redacted);
 }

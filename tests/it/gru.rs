@@ -144,9 +144,11 @@ fn save_load_score_gives_identical_scores() {
     // The score command twice, from two loads: identical files' contents.
     let m2 = Model::load(&d.path().join("m")).unwrap();
     let opts = ehr_risk::score::ScoreOptions::default();
+    let rules = ehr_risk::recommend::RuleSet::builtin();
     ehr_risk::score::run(
         &m1,
         &p.join("features"),
+        &rules,
         &d.path().join("s1"),
         &opts,
         &mut |_, _| {},
@@ -155,6 +157,7 @@ fn save_load_score_gives_identical_scores() {
     let s = ehr_risk::score::run(
         &m2,
         &p.join("features"),
+        &rules,
         &d.path().join("s2"),
         &opts,
         &mut |_, _| {},
@@ -323,7 +326,7 @@ fn corrupted_or_mismatched_model_directories_are_refused() {
         other.join("vocab.parquet"),
     )
     .unwrap();
-    let e = m.check_features(&other).err().expect("refused");
+    let e = m.check_features(&other).expect_err("refused");
     assert!(matches!(e, ModelError::Mismatch { .. }), "{e}");
     assert!(e.to_string().contains("feature spec hash"), "{e}");
     let fm = bundle::read_feature_manifest(&p.join("features")).unwrap();
@@ -333,6 +336,6 @@ fn corrupted_or_mismatched_model_directories_are_refused() {
     )
     .unwrap();
     std::fs::copy(p.join("features/norm.parquet"), other.join("vocab.parquet")).unwrap();
-    let e = m.check_features(&other).err().expect("refused");
+    let e = m.check_features(&other).expect_err("refused");
     assert!(e.to_string().contains("vocabulary"), "{e}");
 }

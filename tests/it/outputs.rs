@@ -1,0 +1,439 @@
+//! What users receive, on the shared 1,500-person synthetic pipeline with a small trained model:
+//! scores, worklist, FHIR RiskAssessments (checked against the HL7 examples' structure),
+//! explanations whose factors are the generator's true drivers far more often than chance,
+//! recommendations consistent with treatment, the HTML report rendered in headless Chromium,
+//! and the analyst notebook executed headless.
+
+use crate::common::*;
+use crate::gru::pipeline;
+use ehr_risk::cohort::spec::Task;
+use ehr_risk::model::bundle::{self, Model};
+use ehr_risk::score::ScoreOptions;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// model/, evaluation/, scores/, report.html beside the pipeline's folders (the demo's layout).
+fn outputs() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let p = pipeline();
+        for d in ["model", "evaluation", "scores"] {
+            let _ = std::fs::remove_dir_all(p.join(d));
+        }
+        // The default architecture (explanations need a model that learned something).
+        let cfg = ehr_risk::model::gru::GruConfig {
+            max_epochs: 10,
+            patience: 10,
+            threads: 2,
+            seed: 21,
+            ..Default::default()
+        };
+        bundle::train(
+            &p.join("features"),
+            &p.join("cohort"),
+            &Task::load("mi_stroke").unwrap(),
+            cfg,
+            &p.join("model"),
+            &mut |_| {},
+        )
+        .unwrap();
+        let m = Model::load(&p.join("model")).unwrap();
+        let truth = ehr_risk::synth::read_truth(&p.join("in/truth/risk.parquet")).unwrap();
+        let evals = ehr_risk::evaluate::with_model(
+            &m,
+            &p.join("features"),
+            &p.join("cohort"),
+            Some(&truth),
+            "held_out",
+            None,
+            20,
+            1,
+        )
+        .unwrap();
+        ehr_risk::commands::model::write_evaluations(&evals, &p.join("evaluation")).unwrap();
+        let opts = ScoreOptions {
+            csv: true,
+            ..Default::default()
+        };
+        ehr_risk::score::run(
+            &m,
+            &p.join("features"),
+            &ehr_risk::recommend::RuleSet::builtin(),
+            &p.join("scores"),
+            &opts,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let inputs = ehr_risk::report::load(
+            &p.join("scores"),
+            &p.join("evaluation"),
+            Some(&p.join("cohort")),
+        )
+        .unwrap();
+        std::fs::write(p.join("report.html"), ehr_risk::report::render(&inputs)).unwrap();
+        p.to_path_buf()
+    })
+}
+
+fn summary() -> ehr_risk::score::ScoreSummary {
+    serde_json::from_str(
+        &std::fs::read_to_string(outputs().join("scores/score_summary.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn scores_worklist_and_csv_account_for_every_prediction_time() {
+    let p = outputs();
+    let s = summary();
+    let fm = bundle::read_feature_manifest(&p.join("features")).unwrap();
+    assert_eq!(s.prediction_times, fm.rows);
+    assert_eq!(s.rows_written, fm.rows * 3);
+    assert_eq!(s.tiers.values().sum::<u64>(), s.subjects);
+    assert_eq!(
+        s.explained, s.subjects,
+        "explain=latest explains one row per subject"
+    );
+    let csv_rows = std::fs::read_to_string(p.join("scores/scores.csv"))
+        .unwrap()
+        .lines()
+        .count() as u64;
+    assert_eq!(csv_rows, s.rows_written + 1);
+    let mut r = csv::Reader::from_path(p.join("scores/worklist.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    assert_eq!(rows.len() as u64, s.worklist);
+    let risks: Vec<f64> = rows.iter().map(|x| x[3].parse().unwrap()).collect();
+    assert!(risks.windows(2).all(|w| w[0] >= w[1]), "highest risk first");
+    assert!(risks.iter().all(|r| *r >= 0.20));
+    let dates: BTreeSet<&str> = rows.iter().map(|x| x.get(2).unwrap()).collect();
+    assert!(
+        dates.len() <= 1,
+        "one (the most recent) prediction time: {dates:?}"
+    );
+}
+
+#[test]
+fn risk_assessments_follow_the_hl7_examples() {
+    let Some(ex) = shared("fhir-r4-examples") else {
+        return;
+    };
+    // Element names used by the HL7 RiskAssessment examples, top level and per prediction.
+    let (mut top, mut pred) = (BTreeSet::new(), BTreeSet::new());
+    for e in std::fs::read_dir(&ex).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().to_string();
+        if !n.starts_with("RiskAssessment-") {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
+        top.extend(v.as_object().unwrap().keys().cloned());
+        for p in v["prediction"].as_array().into_iter().flatten() {
+            pred.extend(p.as_object().unwrap().keys().cloned());
+        }
+    }
+    // RiskAssessment elements of FHIR R4 the examples do not happen to use.
+    top.extend(["mitigation".to_string(), "method".to_string()]);
+    pred.insert("rationale".to_string());
+    let text = std::fs::read_to_string(outputs().join("scores/risk_assessments.ndjson")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, summary().subjects);
+    let mut with_mitigation = 0;
+    for r in &lines {
+        let o = r.as_object().unwrap();
+        for k in o.keys() {
+            assert!(
+                top.contains(k),
+                "element {k} is not a RiskAssessment element"
+            );
+        }
+        assert_eq!(r["resourceType"], "RiskAssessment");
+        assert_eq!(r["status"], "final");
+        assert!(r["subject"]["identifier"]["value"].is_string());
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(r["occurrenceDateTime"].as_str().unwrap()).is_ok()
+        );
+        assert!(r["method"]["coding"][0]["code"].is_string());
+        assert!(!r["basis"].as_array().unwrap().is_empty());
+        let preds = r["prediction"].as_array().unwrap();
+        assert_eq!(preds.len(), 2, "one prediction per outcome");
+        let codes: BTreeSet<&str> = preds
+            .iter()
+            .map(|p| p["outcome"]["coding"][0]["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, BTreeSet::from(["22298006", "230690007"]));
+        for p in preds {
+            for k in p.as_object().unwrap().keys() {
+                assert!(pred.contains(k), "prediction element {k}");
+            }
+            assert_eq!(
+                p["outcome"]["coding"][0]["system"],
+                "http://snomed.info/sct"
+            );
+            let pr = p["probabilityDecimal"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&pr));
+            let (lo, hi) = (&p["whenRange"]["low"], &p["whenRange"]["high"]);
+            assert_eq!(lo["code"], "a");
+            assert_eq!(lo["system"], "http://unitsofmeasure.org");
+            let span = hi["value"].as_f64().unwrap() - lo["value"].as_f64().unwrap();
+            assert!(
+                (span - 10.0).abs() < 0.11,
+                "whenRange spans the 10-year horizon"
+            );
+            assert!(p["rationale"].as_str().unwrap().contains("pp"));
+        }
+        if o.contains_key("mitigation") {
+            with_mitigation += 1;
+        }
+    }
+    assert!(with_mitigation > lines.len() / 2, "{with_mitigation}");
+}
+
+#[test]
+fn recommendations_respect_treatment_and_carry_their_triggers() {
+    use arrow::array::{Array, AsArray};
+    let p = outputs();
+    let fm = bundle::read_feature_manifest(&p.join("features")).unwrap();
+    let (columns, keys, rows) = ehr_risk::features::read_tabular(&p.join("features")).unwrap();
+    let feat: HashMap<(i64, i64), &Vec<f32>> = keys
+        .iter()
+        .zip(&rows)
+        .map(|(k, r)| ((k.0, k.1), r))
+        .collect();
+    let col = |n: &str| columns.iter().position(|c| c == n).unwrap();
+    let on_statin = col("rx_statin");
+    let rules = ehr_risk::recommend::RuleSet::builtin();
+    let start_statin: BTreeSet<&str> = rules
+        .rules
+        .iter()
+        .filter(|r| {
+            r.treatment.as_deref() == Some("statin")
+                && r.action == ehr_risk::recommend::Action::Start
+        })
+        .map(|r| r.id.as_str())
+        .collect();
+    let f = std::fs::File::open(p.join("scores/scores.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let (mut checked, mut with_recs) = (0, 0);
+    for b in reader {
+        let b = b.unwrap();
+        let s = b
+            .column_by_name("subject_id")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let t = b
+            .column_by_name("prediction_time")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        let ids = b
+            .column_by_name("recommendation_ids")
+            .unwrap()
+            .as_list::<i32>();
+        let texts = b
+            .column_by_name("recommendations")
+            .unwrap()
+            .as_list::<i32>();
+        for i in 0..b.num_rows() {
+            let r = feat[&(s.value(i), t.value(i))];
+            let l = ids.value(i);
+            let l = l.as_string::<i32>();
+            let tx = texts.value(i);
+            let tx = tx.as_string::<i32>();
+            for k in 0..l.len() {
+                with_recs += 1;
+                if r[on_statin] == 1.0 {
+                    assert!(
+                        !start_statin.contains(l.value(k)),
+                        "on a statin, told to start one"
+                    );
+                }
+                assert!(tx.value(k).contains("because "), "{}", tx.value(k));
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked as u64, fm.rows * 3);
+    assert!(with_recs > 0);
+}
+
+#[test]
+fn explanations_name_the_generators_true_drivers() {
+    use ehr_risk::model::data::read_all;
+    use ehr_risk::model::gru::{Batch, integrated_gradients};
+    let p = match std::env::var("EHR_RISK_EXPLAIN_DIR") {
+        Ok(v) => PathBuf::from(v),
+        Err(_) => outputs().to_path_buf(),
+    };
+    let m = Model::load(&p.join("model")).unwrap();
+    let fm = bundle::read_feature_manifest(&p.join("features")).unwrap();
+    let d = read_all(&p.join("features"), &fm.columns, &|_, _, s| s == "held_out").unwrap();
+    let rows: Vec<usize> = (0..d.len().min(400)).collect();
+    let namer = ehr_risk::explain::Namer::new(&m.vocab);
+    // The generator's MI hazard is the Pooled Cohort Equations' inputs.
+    let drivers: BTreeSet<&str> = [
+        "age",
+        "sex",
+        "race",
+        "total_cholesterol",
+        "hdl_cholesterol",
+        "systolic_bp",
+        "antihypertensive treatment",
+        "smoking status",
+        "diabetes",
+        // diabetes is diagnosed from these in the generator
+        "hba1c",
+        "glucose",
+    ]
+    .into();
+    let j = m.output_index("mi_10y").unwrap();
+    let (mut hits, mut chance, mut share, mut n) = (0.0, 0.0, 0.0, 0.0);
+    let mut tops: std::collections::BTreeMap<String, usize> = Default::default();
+    for chunk in rows.chunks(100) {
+        let b = Batch::new(&d, chunk, &m.norm, m.device);
+        let att = integrated_gradients(&m.net, &b, j as i64, m.calibration.platt[j], 16);
+        for (a, &r) in att.iter().zip(chunk) {
+            let f = ehr_risk::explain::factors(a, &d, r, &fm.columns, &namer);
+            let present: Vec<&str> = f
+                .iter()
+                .filter(|x| x.contribution.abs() > 1e-6)
+                .map(|x| x.factor.as_str())
+                .collect();
+            if present.len() < 3 {
+                continue;
+            }
+            let k = present.iter().filter(|x| drivers.contains(**x)).count() as f64;
+            chance += k / present.len() as f64;
+            let mass: f64 = f.iter().map(|x| x.contribution.abs()).sum();
+            let on_drivers: f64 = f
+                .iter()
+                .filter(|x| drivers.contains(x.factor.as_str()))
+                .map(|x| x.contribution.abs())
+                .sum();
+            share += on_drivers / mass.max(1e-12);
+            hits += drivers.contains(present[0]) as u8 as f64;
+            *tops.entry(present[0].to_string()).or_insert(0) += 1;
+            n += 1.0;
+        }
+    }
+    let (rate, base, share) = (hits / n, chance / n, share / n);
+    eprintln!(
+        "true drivers: {:.2} of the factors present (chance), {share:.2} of the attribution mass, \
+         top factor in {rate:.2} of {n} rows; top factors {tops:?}",
+        base
+    );
+    // (On the 100,000-person quality-bar model: top factor 0.90, mass 0.63, chance 0.36.)
+    assert!(
+        share > base + 0.05,
+        "attribution share {share} vs chance {base}"
+    );
+    assert!(rate > 1.5 * base, "top-factor rate {rate} vs chance {base}");
+}
+
+#[test]
+fn report_renders_in_headless_chromium() {
+    let p = outputs();
+    let html = std::fs::read_to_string(p.join("report.html")).unwrap();
+    for id in [
+        "id=\"summary\"",
+        "id=\"distributions\"",
+        "id=\"models\"",
+        "id=\"subgroup-table\"",
+        "id=\"recommendation-counts\"",
+    ] {
+        assert!(html.contains(id), "{id}");
+    }
+    assert!(
+        html.matches("<svg").count() >= 2 + 2 * 6,
+        "histograms + ROC and calibration per output"
+    );
+    assert!(!html.contains("<script"), "self-contained, no scripts");
+    assert!(
+        !html.contains("http://") && !html.contains("https://") || !html.contains("src=\"http")
+    );
+    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("SKIP: chromium not found (scripts/setup.sh installs Debian's chromium)");
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let png = d.path().join("report.png");
+    let url = format!("file://{}", p.join("report.html").display());
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+    ];
+    let out = std::process::Command::new(chromium)
+        .args(common)
+        .arg("--window-size=1280,2000")
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert_eq!((w, h), (1280, 2000));
+    assert!(
+        bytes.len() > 50_000,
+        "a blank page compresses to a few KB: {}",
+        bytes.len()
+    );
+    // The rendered DOM has the key elements.
+    let dom = std::process::Command::new(chromium)
+        .args(common)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("Discrimination and calibration"));
+    assert!(dom.contains("subjects scored"));
+    assert!(dom.matches("<polyline").count() >= 12);
+}
+
+#[test]
+fn the_analyst_notebook_executes() {
+    let p = outputs();
+    let py = repo().join(".pydeps");
+    let ok = std::process::Command::new("python3")
+        .env("PYTHONPATH", &py)
+        .args(["-c", "import polars, nbclient, ipykernel, matplotlib"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIP: notebook tools missing (scripts/setup.sh installs them into .pydeps)");
+        return;
+    }
+    let out = std::process::Command::new("python3")
+        .env("PYTHONPATH", &py)
+        .env("EHR_RISK_OUT", p)
+        .env("MPLBACKEND", "Agg")
+        .arg(repo().join("notebooks/run.py"))
+        .arg(repo().join("notebooks/cohort_risk.ipynb"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
