@@ -218,20 +218,22 @@ pub fn train(
     if cfg.threads > 0 {
         tch::set_num_threads(cfg.threads);
     }
-    tch::manual_seed(cfg.seed as i64);
     let norm = TabNorm::fit(&tr, &fm.columns);
-    let mut vs = nn::VarStore::new(device);
     let horizons = task.spec.window.horizons_years.clone();
-    let net = GruNet::new(
-        &vs.root(),
-        &cfg,
-        fm.vocab_size as i64,
-        fm.columns.len() as i64,
-        task.outcomes.len(),
-        horizons.len() as i64,
-    );
-    let (epochs, best_epoch) =
-        gru::train(&mut vs, &net, &cfg, &tr, &tu, &norm, progress).map_err(ModelError::Train)?;
+    let (vs, net, (epochs, best_epoch)) = gru::seeded(cfg.seed, || {
+        let mut vs = nn::VarStore::new(device);
+        let net = GruNet::new(
+            &vs.root(),
+            &cfg,
+            fm.vocab_size as i64,
+            fm.columns.len() as i64,
+            task.outcomes.len(),
+            horizons.len() as i64,
+        );
+        let r = gru::train(&mut vs, &net, &cfg, &tr, &tu, &norm, progress);
+        r.map(|r| (vs, net, r))
+    })
+    .map_err(ModelError::Train)?;
     // Calibration and baseline, per output.
     let logits = gru::predict_logits(&net, &tu, &norm, device, 1024);
     use rayon::prelude::*;

@@ -330,6 +330,16 @@ pub fn last_hidden(gru: &nn::GRU, x: &Tensor, last: &Tensor, hidden: i64) -> Ten
     out.gather(1, &idx, false).squeeze_dim(1)
 }
 
+/// Run `f` with libtorch's global generator seeded, holding a process-wide lock: weight
+/// initialisation and dropout draw from that one generator, so two trainings in one process
+/// (parallel tests, a server) must not interleave, or neither is reproducible.
+pub fn seeded<T>(seed: u64, f: impl FnOnce() -> T) -> T {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed as i64);
+    f()
+}
+
 /// One epoch's record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpochLog {

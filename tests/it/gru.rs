@@ -100,12 +100,16 @@ fn training_is_deterministic_and_the_directory_is_self_describing() {
     assert_eq!(m.task_hash, fm.task_hash);
     assert_eq!(m.libtorch, "2.13.0");
     assert!(!m.training_data_fingerprint.is_empty());
-    // The learned model ranks better than chance on every output with tuning events.
-    for o in &a.metrics.outputs {
-        if o.tuning_events >= 10 {
-            assert!(o.gru_auroc.unwrap() > 0.6, "{o:?}");
-        }
-    }
+    // Even two epochs of a tiny model rank better than chance.
+    let au: Vec<f64> = a
+        .metrics
+        .outputs
+        .iter()
+        .filter(|o| o.tuning_events >= 10)
+        .map(|o| o.gru_auroc.unwrap())
+        .collect();
+    let mean = au.iter().sum::<f64>() / au.len() as f64;
+    assert!(au.len() >= 4 && mean > 0.65, "{:?}", a.metrics.outputs);
 }
 
 #[test]
@@ -220,11 +224,13 @@ fn a_small_network_learns_a_planted_signal() {
         threads: 1,
         ..Default::default()
     };
-    tch::manual_seed(1);
     let norm = TabNorm::fit(&tr, &["a".into(), "b".into()]);
-    let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let net = GruNet::new(&vs.root(), &cfg, 22, 2, 1, 1);
-    let (logs, _) = gru::train(&mut vs, &net, &cfg, &tr, &tu, &norm, &mut |_| {}).unwrap();
+    let (net, logs) = gru::seeded(1, || {
+        let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let net = GruNet::new(&vs.root(), &cfg, 22, 2, 1, 1);
+        let (logs, _) = gru::train(&mut vs, &net, &cfg, &tr, &tu, &norm, &mut |_| {}).unwrap();
+        (net, logs)
+    });
     let best = logs.iter().map(|l| l.tuning_mean_auroc).fold(0.0, f64::max);
     assert!(best > 0.9, "tuning AUROC {best}");
     // and the kept weights are the best epoch's
@@ -246,21 +252,24 @@ fn integrated_gradients_add_up_to_the_risk_difference() {
     .unwrap();
     let rows: Vec<usize> = (0..data.len().min(40)).collect();
     let b = Batch::new(&data, &rows, &m.norm, tch::Device::Cpu);
+    let mut worst: f32 = 0.0;
     for j in [1i64, 4] {
-        let att = gru::integrated_gradients(&m.net, &b, j, m.calibration.platt[j as usize], 64);
+        let att = gru::integrated_gradients(&m.net, &b, j, m.calibration.platt[j as usize], 128);
         for a in &att {
             let total: f32 = a.codes.iter().sum::<f32>()
                 + a.steps.iter().sum::<f32>()
                 + a.step_age.iter().sum::<f32>()
                 + a.tab.iter().sum::<f32>();
             let diff = a.risk - a.baseline;
-            // Midpoint rule over 64 points on a network with ReLU kinks, in f32.
+            worst = worst.max((total - diff).abs() / (0.05 * diff.abs() + 5e-4));
+            // Midpoint rule over 128 points on a network with ReLU kinks, in f32.
             assert!(
                 (total - diff).abs() <= 0.05 * diff.abs() + 5e-4,
                 "completeness: attributions {total} vs risk difference {diff}"
             );
         }
     }
+    eprintln!("IG completeness: worst error {worst:.2} of the tolerance");
 }
 
 #[test]
