@@ -13,7 +13,8 @@ OURS="cargo bench --profile dev --bench gru_side_by_side -q --"
 for r in $(seq "$ROUNDS"); do
   echo "round $r"
   $PY train --threads 2 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  pytorch train  ", d["steps_per_s"], "steps/s")'
-  $OURS train --threads 2 | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  tch     train  ", round(d["steps_per_s"],3), "steps/s")'
+  $OURS train --threads 2 | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  tch     train  ", round(d["steps_per_s"],3), "steps/s (padded)")'
+  $OURS train --threads 2 --sorted | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  tch     train  ", round(d["steps_per_s"],3), "steps/s (length-sorted parts, as the engine trains)")'
   $PY infer --threads 2 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  pytorch infer  ", d["patients_per_s"], "patients/s (padded)")'
   $OURS infer --threads 2 | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  tch     infer  ", round(d["patients_per_s"]), "patients/s (padded)")'
   $OURS infer --threads 2 --sorted | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  tch     infer  ", round(d["patients_per_s"]), "patients/s (length-sorted sub-batches, as the engine scores)")'

@@ -568,6 +568,8 @@ pub fn run(
         s.prediction_times += d.len() as u64;
         s.rows_written += b.num_rows() as u64;
         w.write(&b).map_err(|e| io(&tmp)(e.to_string()))?;
+        // A row group per shard: the writer holds one shard's rows, not the whole file's.
+        w.flush().map_err(|e| io(&tmp)(e.to_string()))?;
         if let Some(c) = csv.as_mut() {
             write_csv(c, &b).map_err(io(&csv_path))?;
         }
