@@ -451,21 +451,29 @@ pub fn same_features(
 /// The tabular FeatureSet, read back: column names, keys (subject, time, split) and rows.
 pub type Tabular = (Vec<String>, Vec<(i64, i64, String)>, Vec<Vec<f32>>);
 
+/// The `tabular/*.parquet` files of a features folder, in shard order.
+pub fn tabular_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, FeatureError> {
+    let t = dir.join("tabular");
+    let mut files: Vec<_> = std::fs::read_dir(&t)
+        .map_err(|err| FeatureError::Io {
+            path: t.display().to_string(),
+            err,
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Read every `tabular/shard-*.parquet` of a features folder, in shard order.
 pub fn read_tabular(dir: &Path) -> Result<Tabular, FeatureError> {
     let bad = |p: &Path, m: String| FeatureError::Cohort {
         path: p.display().to_string(),
         message: m,
     };
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("tabular"))
-        .map_err(|err| FeatureError::Io {
-            path: dir.display().to_string(),
-            err,
-        })?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
+    let files = tabular_files(dir)?;
     let (mut columns, mut keys, mut rows) = (Vec::new(), Vec::new(), Vec::new());
     for p in files {
         let f = std::fs::File::open(&p).map_err(|err| FeatureError::Io {

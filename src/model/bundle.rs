@@ -20,6 +20,17 @@ use std::path::{Path, PathBuf};
 use tch::{Device, nn};
 
 pub const FORMAT: u32 = 1;
+/// Every file of a model directory besides `model.json` (which holds their checksums).
+pub const MODEL_FILES: [&str; 8] = [
+    "weights.safetensors",
+    "config.json",
+    "vocab.parquet",
+    "norm.parquet",
+    "tabular_norm.json",
+    "calibration.json",
+    "logistic.json",
+    "metrics.json",
+];
 /// The libtorch the crate is built against (tch 0.26).
 pub const LIBTORCH: &str = "2.13.0";
 
@@ -328,16 +339,7 @@ pub fn train(
     write_json("logistic.json", &logistic)?;
     write_json("metrics.json", &metrics)?;
     let mut files = BTreeMap::new();
-    for f in [
-        "weights.safetensors",
-        "config.json",
-        "vocab.parquet",
-        "norm.parquet",
-        "tabular_norm.json",
-        "calibration.json",
-        "logistic.json",
-        "metrics.json",
-    ] {
+    for f in MODEL_FILES {
         files.insert(f.to_string(), blake3_file(&out.join(f))?);
     }
     let label_counts: Vec<(usize, usize)> = (0..tr.n_out)

@@ -122,18 +122,7 @@ impl Dataset {
 
 /// The shard files of a features folder, in order: (tabular, sequences).
 pub fn shard_files(features: &Path) -> Result<Vec<(PathBuf, PathBuf)>, FeatureError> {
-    let dir = features.join("tabular");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|err| FeatureError::Io {
-            path: dir.display().to_string(),
-            err,
-        })?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    files.sort();
-    Ok(files
+    Ok(crate::features::tabular_files(features)?
         .into_iter()
         .map(|t| {
             let s = features

@@ -355,7 +355,7 @@ impl ShardScorer<'_> {
     fn explain(&self, d: &Dataset, scope: &[usize], out: &mut [Assessment]) {
         let m = &self.model.manifest;
         let hr = self.ref_h();
-        for chunk in scope.chunks(64) {
+        for chunk in scope.chunks(256) {
             let b = Batch::new(d, chunk, &self.model.norm, self.model.device);
             for (oi, o) in m.outcomes.iter().enumerate() {
                 let j = self.out_index(oi, hr);

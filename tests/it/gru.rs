@@ -81,17 +81,7 @@ fn training_is_deterministic_and_the_directory_is_self_describing() {
     assert_ne!(a.manifest.weights_hash, c.manifest.weights_hash);
     assert_eq!(a.manifest.outputs.len(), 6);
     assert_eq!(a.metrics.epochs.len(), 2);
-    for f in [
-        "model.json",
-        "config.json",
-        "weights.safetensors",
-        "vocab.parquet",
-        "norm.parquet",
-        "tabular_norm.json",
-        "calibration.json",
-        "logistic.json",
-        "metrics.json",
-    ] {
+    for f in bundle::MODEL_FILES.iter().chain(&["model.json"]) {
         assert!(d.path().join("a").join(f).exists(), "{f}");
     }
     let m = &a.manifest;
