@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Scale run of the pipeline on the synthetic cohort: synth -> ingest -> cohort -> features,
-# each step timed with its peak RSS. Usage: benches/scale_pipeline.sh [PATIENTS] [WORKDIR] [SHARDS]
+# Scale run of the pipeline on the synthetic cohort: synth -> ingest -> cohort -> features ->
+# train -> score (each subject's latest prediction time, no explanations), each step timed with
+# its peak RSS. Usage: benches/scale_pipeline.sh [PATIENTS] [WORKDIR] [SHARDS]
 # (defaults 1000000, /tmp/ehr-scale, 512). Needs about 40 GB of free disk for 1 M people.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,3 +24,6 @@ step cohort "$BIN" cohort -q --lake "$WORK/lake" --out "$WORK/cohort"
 step features "$BIN" features -q --lake "$WORK/lake" --cohort "$WORK/cohort" --out "$WORK/features"
 cat "$WORK/features/manifest.json" | head -12
 du -sh "$WORK/lake" "$WORK/cohort" "$WORK/features"
+step train "$BIN" train -q --features "$WORK/features" --cohort "$WORK/cohort" --out "$WORK/model" --seed 1
+step score "$BIN" score --latest --explain none --model "$WORK/model" --features "$WORK/features" --out "$WORK/scores"
+grep -E "scored|subjects" "$WORK/score.err"

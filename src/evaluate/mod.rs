@@ -240,6 +240,14 @@ pub fn with_model(
         })
         .collect();
     let m = &model.manifest;
+    if let Some(o) = only
+        && !m.outputs.iter().any(|x| x == o)
+    {
+        return Err(crate::model::bundle::ModelError::Mismatch {
+            dir: model.dir.display().to_string(),
+            message: format!("no output {o:?}; the model's outputs are {:?}", m.outputs),
+        });
+    }
     let mut out = Vec::new();
     for (j, name) in m.outputs.iter().enumerate() {
         if only.is_some_and(|o| o != name) {

@@ -213,7 +213,16 @@ pub fn read_shard(
     }
     // Sequences: gather the steps per wanted row, then lay them out in row order.
     let mut per_row: Vec<Vec<RawStep>> = vec![Vec::new(); d.keys.len()];
-    if sequences.exists() {
+    if !d.keys.is_empty() {
+        if !sequences.exists() {
+            return Err(FeatureError::Cohort {
+                path: sequences.display().to_string(),
+                message: format!(
+                    "missing: {} has rows but no sequence shard beside it (rebuild the features)",
+                    tabular.display()
+                ),
+            });
+        }
         for b in batches(sequences)? {
             let s = col::<Int64Array>(&b, "subject_id", sequences)?;
             let t = col::<TimestampMicrosecondArray>(&b, "prediction_time", sequences)?;

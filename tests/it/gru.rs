@@ -337,4 +337,41 @@ fn corrupted_or_mismatched_model_directories_are_refused() {
     std::fs::copy(p.join("features/norm.parquet"), other.join("vocab.parquet")).unwrap();
     let e = m.check_features(&other).expect_err("refused");
     assert!(e.to_string().contains("vocabulary"), "{e}");
+    // A features folder that lost a sequence shard, and an output the model does not have.
+    let broken = d.path().join("features-broken");
+    for sub in ["tabular", "sequences"] {
+        std::fs::create_dir_all(broken.join(sub)).unwrap();
+        for e in std::fs::read_dir(p.join("features").join(sub))
+            .unwrap()
+            .flatten()
+        {
+            std::fs::copy(e.path(), broken.join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    for f in ["manifest.json", "vocab.parquet", "norm.parquet"] {
+        std::fs::copy(p.join("features").join(f), broken.join(f)).unwrap();
+    }
+    std::fs::remove_file(broken.join("sequences/shard-0001.parquet")).unwrap();
+    let e = ehr_risk::score::run(
+        &m,
+        &broken,
+        &ehr_risk::recommend::RuleSet::builtin(),
+        &d.path().join("s"),
+        &ehr_risk::score::ScoreOptions::default(),
+        &mut |_, _| {},
+    )
+    .expect_err("refused");
+    assert!(e.to_string().contains("sequence shard"), "{e}");
+    let e = ehr_risk::evaluate::with_model(
+        &m,
+        &p.join("features"),
+        &p.join("cohort"),
+        None,
+        "held_out",
+        Some("mi_7y"),
+        10,
+        1,
+    )
+    .expect_err("refused");
+    assert!(e.to_string().contains("mi_7y"), "{e}");
 }
