@@ -121,7 +121,7 @@ fn line_chart(
     diagonal: bool,
 ) -> String {
     let (w, h, m) = (360.0, 300.0, 45.0);
-    let (pw, ph) = (w - m - 10.0, h - m - 30.0);
+    let (pw, ph) = (w - m - 20.0, h - m - 30.0);
     let x = |v: f64| m + v / max.0 * pw;
     let y = |v: f64| 30.0 + ph - v / max.1 * ph;
     let mut s = format!(
@@ -190,7 +190,7 @@ fn histogram(title: &str, values: &[f64], bins: usize) -> String {
     }
     let top = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
     let (w, h, m) = (360.0, 220.0, 40.0);
-    let (pw, ph) = (w - m - 10.0, h - m - 30.0);
+    let (pw, ph) = (w - m - 22.0, h - m - 30.0);
     let bw = pw / bins as f64;
     let mut s = format!(
         r#"<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{title}"><text x="{}" y="18" class="t">{title}</text>"#,
