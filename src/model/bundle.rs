@@ -226,12 +226,9 @@ pub fn train(
     let outputs = output_names(task);
     let (tr, tu) = training_data(features, cohort, &outputs, &fm.columns, fm.rows, &cfg)?;
     tracing::info!(train = tr.len(), tuning = tu.len(), "training rows loaded");
-    if cfg.threads > 0 {
-        tch::set_num_threads(cfg.threads);
-    }
     let norm = TabNorm::fit(&tr, &fm.columns);
     let horizons = task.spec.window.horizons_years.clone();
-    let (vs, net, (epochs, best_epoch)) = gru::seeded(cfg.seed, || {
+    let (vs, net, (epochs, best_epoch)) = gru::seeded(cfg.seed, cfg.threads, || {
         let mut vs = nn::VarStore::new(device);
         let net = GruNet::new(
             &vs.root(),

@@ -334,12 +334,17 @@ pub fn last_hidden(gru: &nn::GRU, x: &Tensor, last: &Tensor, hidden: i64) -> Ten
     out.gather(1, &idx, false).squeeze_dim(1)
 }
 
-/// Run `f` with libtorch's global generator seeded, holding a process-wide lock: weight
-/// initialisation and dropout draw from that one generator, so two trainings in one process
-/// (parallel tests, a server) must not interleave, or neither is reproducible.
-pub fn seeded<T>(seed: u64, f: impl FnOnce() -> T) -> T {
+/// Run `f` with libtorch's global generator seeded and its intra-op thread count set (when
+/// `threads` > 0), holding a process-wide lock: weight initialisation and dropout draw from that
+/// one generator and the thread count decides the order of float reductions, both global, so two
+/// trainings in one process (parallel tests, a server) must not interleave, or neither is
+/// reproducible.
+pub fn seeded<T>(seed: u64, threads: i32, f: impl FnOnce() -> T) -> T {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if threads > 0 {
+        tch::set_num_threads(threads);
+    }
     tch::manual_seed(seed as i64);
     f()
 }

@@ -215,7 +215,7 @@ fn a_small_network_learns_a_planted_signal() {
         ..Default::default()
     };
     let norm = TabNorm::fit(&tr, &["a".into(), "b".into()]);
-    let (net, logs) = gru::seeded(1, || {
+    let (net, logs) = gru::seeded(1, 1, || {
         let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
         let net = GruNet::new(&vs.root(), &cfg, 22, 2, 1, 1);
         let (logs, _) = gru::train(&mut vs, &net, &cfg, &tr, &tu, &norm, &mut |_| {}).unwrap();
