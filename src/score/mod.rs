@@ -541,7 +541,12 @@ pub fn run(
         reference_horizon_years: model.manifest.horizons_years[scorer.ref_h()],
         ..Default::default()
     };
-    let mut worklist: Vec<Assessment> = Vec::new();
+    // Worklist candidates are spilled as rendered records; memory keeps a small index only.
+    let spill_path = out.join("worklist.partial");
+    let mut spill = std::io::BufWriter::new(
+        std::fs::File::create(&spill_path).map_err(|e| io(&spill_path)(e.to_string()))?,
+    );
+    let (mut spilled, mut index): (u64, Vec<WorkItem>) = (0, Vec::new());
     for (i, (t, sf)) in shards.iter().enumerate() {
         let d = data::read_shard(t, sf, &fm.columns, &|_, _, _| true)?;
         let latest = latest_rows(&d);
@@ -587,7 +592,20 @@ pub fn run(
                 .expect("json");
             writeln!(fhir_out, "{line}").map_err(|e| io(&fhir_path)(e.to_string()))?;
             if a.any_risk >= opts.worklist_threshold {
-                worklist.push(a);
+                let line = serde_json::to_string(&worklist_fields(model, &a, opts.top_factors))
+                    .expect("json")
+                    + "\n";
+                spill
+                    .write_all(line.as_bytes())
+                    .map_err(|e| io(&spill_path)(e.to_string()))?;
+                index.push(WorkItem {
+                    any_risk: a.any_risk,
+                    subject_id: a.subject_id,
+                    prediction_time: a.prediction_time,
+                    offset: spilled,
+                    len: line.len() as u32,
+                });
+                spilled += line.len() as u64;
             }
         }
         on_shard(i + 1, shards.len());
@@ -600,21 +618,19 @@ pub fn run(
     fhir_out
         .flush()
         .map_err(|e| io(&fhir_path)(e.to_string()))?;
+    spill.flush().map_err(|e| io(&spill_path)(e.to_string()))?;
+    drop(spill);
     // The worklist is for now: the most recent prediction time of the run.
-    let now = worklist.iter().map(|a| a.prediction_time).max();
-    worklist.retain(|a| Some(a.prediction_time) == now);
-    worklist.sort_by(|a, b| {
+    let now = index.iter().map(|a| a.prediction_time).max();
+    index.retain(|a| Some(a.prediction_time) == now);
+    index.sort_by(|a, b| {
         b.any_risk
             .total_cmp(&a.any_risk)
             .then(a.subject_id.cmp(&b.subject_id))
     });
-    s.worklist = worklist.len() as u64;
-    write_worklist(
-        &out.join("worklist.csv"),
-        model,
-        &worklist,
-        opts.top_factors,
-    )?;
+    s.worklist = index.len() as u64;
+    write_worklist(&out.join("worklist.csv"), model, &spill_path, &index)?;
+    std::fs::remove_file(&spill_path).map_err(|e| io(&spill_path)(e.to_string()))?;
     s.seconds = started.elapsed().as_secs_f64();
     let sp = out.join("score_summary.json");
     std::fs::write(&sp, serde_json::to_string_pretty(&s).expect("json"))
@@ -622,12 +638,57 @@ pub fn run(
     Ok(s)
 }
 
+/// Where a worklist candidate's rendered record lies in the spill file.
+struct WorkItem {
+    any_risk: f64,
+    subject_id: i64,
+    prediction_time: i64,
+    offset: u64,
+    len: u32,
+}
+
+/// A worklist record without its rank.
+fn worklist_fields(model: &Model, a: &Assessment, top: usize) -> Vec<String> {
+    let t = chrono::DateTime::from_timestamp_micros(a.prediction_time)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    let mut rec = vec![a.subject_id.to_string(), t, format!("{:.4}", a.any_risk)];
+    rec.extend(
+        model
+            .manifest
+            .outcomes
+            .iter()
+            .map(|o| format!("{:.4}", a.risk[o])),
+    );
+    rec.push(a.tier.to_string());
+    rec.push(
+        a.factors
+            .iter()
+            .flat_map(|(o, fs)| {
+                fs.iter()
+                    .take(top)
+                    .map(move |f| format!("{o}: {}", f.describe()))
+            })
+            .collect::<Vec<_>>()
+            .join(" | "),
+    );
+    rec.push(
+        a.recommendations
+            .iter()
+            .map(describe)
+            .collect::<Vec<_>>()
+            .join(" | "),
+    );
+    rec
+}
+
 fn write_worklist(
     p: &Path,
     model: &Model,
-    list: &[Assessment],
-    top: usize,
+    spill: &Path,
+    list: &[WorkItem],
 ) -> Result<(), ModelError> {
+    use std::io::{Read, Seek, SeekFrom};
     let mut w = csv::Writer::from_path(p).map_err(|e| io(p)(e.to_string()))?;
     let h = model
         .manifest
@@ -651,42 +712,17 @@ fn write_worklist(
     );
     header.extend(["tier", "top_factors", "recommendations"].map(String::from));
     w.write_record(&header).map_err(|e| io(p)(e.to_string()))?;
-    for (i, a) in list.iter().enumerate() {
-        let t = chrono::DateTime::from_timestamp_micros(a.prediction_time)
-            .map(|d| d.format("%Y-%m-%d").to_string())
-            .unwrap_or_default();
-        let mut rec = vec![
-            (i + 1).to_string(),
-            a.subject_id.to_string(),
-            t,
-            format!("{:.4}", a.any_risk),
-        ];
-        rec.extend(
-            model
-                .manifest
-                .outcomes
-                .iter()
-                .map(|o| format!("{:.4}", a.risk[o])),
-        );
-        rec.push(a.tier.to_string());
-        rec.push(
-            a.factors
-                .iter()
-                .flat_map(|(o, fs)| {
-                    fs.iter()
-                        .take(top)
-                        .map(move |f| format!("{o}: {}", f.describe()))
-                })
-                .collect::<Vec<_>>()
-                .join(" | "),
-        );
-        rec.push(
-            a.recommendations
-                .iter()
-                .map(describe)
-                .collect::<Vec<_>>()
-                .join(" | "),
-        );
+    let mut f = std::fs::File::open(spill).map_err(|e| io(spill)(e.to_string()))?;
+    let mut buf = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        buf.resize(item.len as usize, 0);
+        f.seek(SeekFrom::Start(item.offset))
+            .and_then(|_| f.read_exact(&mut buf))
+            .map_err(|e| io(spill)(e.to_string()))?;
+        let fields: Vec<String> =
+            serde_json::from_slice(&buf).map_err(|e| io(spill)(e.to_string()))?;
+        let mut rec = vec![(i + 1).to_string()];
+        rec.extend(fields);
         w.write_record(&rec).map_err(|e| io(p)(e.to_string()))?;
     }
     w.flush().map_err(|e| io(p)(e.to_string()))
