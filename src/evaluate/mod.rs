@@ -52,13 +52,11 @@ pub fn model_metrics(p: &[f64], y: &[bool], reps: usize, seed: u64) -> ModelMetr
 
 /// Subgroups a row belongs to, from its tabular features.
 fn subgroups(columns: &[String], row: &[f32]) -> Vec<String> {
-    let get = |n: &str| {
-        columns
-            .iter()
-            .position(|c| c == n)
-            .map(|i| row[i])
-            .unwrap_or(f32::NAN)
+    let r = crate::model::equations::Row {
+        columns,
+        values: row,
     };
+    let get = |n: &str| r.get(n);
     let mut g = vec!["all".to_string()];
     let female = get("sex_female");
     if female == 1.0 {

@@ -238,7 +238,6 @@ impl ShardScorer<'_> {
     ) -> Vec<Assessment> {
         let m = &self.model.manifest;
         let hr = self.ref_h();
-        let col = |name: &str| self.columns.iter().position(|c| c == name);
         let mut out: Vec<Assessment> = (0..d.len())
             .map(|r| {
                 let risk: BTreeMap<String, f64> = m
@@ -249,7 +248,11 @@ impl ShardScorer<'_> {
                     .collect();
                 let any = 1.0 - risk.values().map(|p| 1.0 - p).product::<f64>();
                 let tab = d.tab_row(r);
-                let get = |n: &str| col(n).map_or(f64::NAN, |j| tab[j] as f64);
+                let row = Row {
+                    columns: self.columns,
+                    values: tab,
+                };
+                let get = |n: &str| row.get(n);
                 let e = &eqs[r];
                 let q = |n: &str| -> f64 {
                     match n {
