@@ -41,6 +41,7 @@ fn bench(c: &mut Criterion) {
         max_event_time: i64::MAX,
         min_event_time: i64::MIN,
         known: &known,
+        policy: &ehr_risk::ingest::NO_POLICY,
         file_id: 1,
         file: "bench.ndjson",
     };

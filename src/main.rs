@@ -11,7 +11,30 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The panic message, whatever its payload.
+fn panic_message(info: &std::panic::PanicHookInfo) -> String {
+    info.payload()
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
 fn main() {
+    // A closed pipe (`ehr-risk lake stats LAKE | head`) ends the output quietly with status 0;
+    // any other panic, on any thread, is an internal error: one line and status 2, never 101.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = panic_message(info);
+        if msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: internal error{at}: {msg}");
+        std::process::exit(ExitStatus::Error as i32);
+    }));
     let cli = Cli::parse();
     let level = match (cli.global.quiet, cli.global.verbose) {
         (q, _) if q > 0 => "error",

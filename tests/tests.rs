@@ -8,6 +8,8 @@ mod cohort;
 mod common;
 #[path = "it/equations.rs"]
 mod equations;
+#[path = "it/exports.rs"]
+mod exports;
 #[path = "it/gru.rs"]
 mod gru;
 #[path = "it/ingest_bad.rs"]

@@ -15,9 +15,19 @@ pub struct IngestArgs {
     /// Force the input format instead of detecting it.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// Exit with status 1 when more than this fraction of rows is rejected (0..1).
-    #[arg(long, env = "EHR_RISK_MAX_REJECT_RATE")]
-    pub max_reject_rate: Option<f64>,
+    /// Exit with status 1 when an input rejects more than this fraction of the rows it
+    /// judged (rejected / (accepted + rejected)); an input that accepts nothing always fails.
+    #[arg(long, env = "EHR_RISK_MAX_REJECT_RATE", default_value_t = crate::ingest::verdict::DEFAULT_MAX_REJECT_RATE)]
+    pub max_reject_rate: f64,
+    /// The inputs' dates are shifted on purpose (MIMIC, its OMOP conversions): no future-event
+    /// check for them. Recorded with each input in the manifest.
+    #[arg(long)]
+    pub dates_shifted: bool,
+    /// Read OMOP source values whose vocabulary the export does not give (no known
+    /// *_source_concept_id) as ICD: all ICD-9-CM, all ICD-10-CM, or told apart by shape
+    /// (`icd`; V and E8 codes exist in both and stay unresolved). Recorded in the manifest.
+    #[arg(long, value_enum)]
+    pub source_vocabulary: Option<crate::ingest::SourceVocabulary>,
     /// Time zone for timestamps written without an offset (IANA name).
     #[arg(long, default_value = "UTC", env = "EHR_RISK_TZ")]
     pub tz: String,

@@ -132,6 +132,9 @@ struct ShardResult {
 /// Label the whole lake into `out`.
 pub fn run(lake_dir: &Path, task: &Task, out: &Path) -> Result<CohortSummary, CohortError> {
     let lake = Lake::open(lake_dir)?;
+    // Code sets reach the descendants the lake's own vocabulary knows (OMOP CONCEPT_ANCESTOR).
+    let parents = write::read_code_parents(&lake.root.join("metadata/codes.parquet"))?;
+    let task = &task.with_descendants(&parents);
     let splits: HashMap<i64, String> =
         write::read_splits(&lake.root.join("metadata/subject_splits.parquet"))?
             .into_iter()

@@ -6,6 +6,7 @@
 use crate::ingest::time::TimeContext;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -93,19 +94,90 @@ pub struct CodeRule {
     pub prefixes: Vec<String>,
     #[serde(default)]
     pub exact: Vec<String>,
+    /// Also every code whose ancestors (the lake's `parent_codes`, from the export's own
+    /// vocabulary, e.g. OMOP `CONCEPT_ANCESTOR`) include a code of this rule.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub descendants: bool,
+    /// Values of this vocabulary left out (and, with `descendants`, their descendants too),
+    /// e.g. "old myocardial infarction" under "myocardial infarction".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub except: Vec<String>,
+}
+
+/// Ancestors of lake codes (`metadata/codes.parquet` `parent_codes`).
+pub type CodeParents = BTreeMap<String, BTreeSet<String>>;
+
+impl CodeRule {
+    fn matches_parts(&self, vocab: &str, value: &str) -> bool {
+        self.vocabulary == vocab
+            && (self.exact.iter().any(|x| x == value)
+                || self.prefixes.iter().any(|p| value.starts_with(p.as_str())))
+            && !self.except.iter().any(|x| x == value)
+    }
+
+    fn excepts(&self, code: &str) -> bool {
+        code.split_once("//").is_some_and(|(vocab, value)| {
+            self.vocabulary == vocab && self.except.iter().any(|x| x == value)
+        })
+    }
+
+    /// Whether a code with these ancestors is a descendant this rule takes.
+    fn takes_descendant(&self, code: &str, ancestors: &BTreeSet<String>) -> bool {
+        self.descendants
+            && !self.excepts(code)
+            && ancestors.iter().any(|a| self.matches(a))
+            && !ancestors.iter().any(|a| self.excepts(a))
+    }
+
+    /// Whether a lake code (`VOCAB//value`) matches this rule (itself, not its descendants).
+    pub fn matches(&self, code: &str) -> bool {
+        code.split_once("//")
+            .is_some_and(|(vocab, value)| self.matches_parts(vocab, value))
+    }
+}
+
+/// Whether a lake code matches any of the rules: the one matcher code sets, feature
+/// conditions and explanations share.
+pub fn rules_match(rules: &[CodeRule], code: &str) -> bool {
+    let Some((vocab, value)) = code.split_once("//") else {
+        return false;
+    };
+    rules.iter().any(|r| r.matches_parts(vocab, value))
+}
+
+/// The rules with the lake's descendants of every `descendants = true` rule added as exact
+/// codes, so matching stays a lookup and needs no walk of the hierarchy.
+pub fn with_descendants(rules: &[CodeRule], parents: &CodeParents) -> Vec<CodeRule> {
+    let roots: Vec<&CodeRule> = rules.iter().filter(|r| r.descendants).collect();
+    let mut out = rules.to_vec();
+    if roots.is_empty() {
+        return out;
+    }
+    let mut extra: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (code, ancestors) in parents {
+        if rules_match(rules, code) || !roots.iter().any(|r| r.takes_descendant(code, ancestors)) {
+            continue;
+        }
+        if let Some((vocab, value)) = code.split_once("//") {
+            extra.entry(vocab).or_default().push(value.to_string());
+        }
+    }
+    for (vocab, exact) in extra {
+        out.push(CodeRule {
+            vocabulary: vocab.to_string(),
+            prefixes: Vec::new(),
+            exact,
+            descendants: false,
+            except: Vec::new(),
+        });
+    }
+    out
 }
 
 impl CodeSet {
     /// Whether a lake code (`VOCAB//value`) is in the set.
     pub fn matches(&self, code: &str) -> bool {
-        let Some((vocab, value)) = code.split_once("//") else {
-            return false;
-        };
-        self.codes.iter().any(|r| {
-            r.vocabulary == vocab
-                && (r.exact.iter().any(|x| x == value)
-                    || r.prefixes.iter().any(|p| value.starts_with(p.as_str())))
-        })
+        rules_match(&self.codes, code)
     }
 }
 
@@ -160,6 +232,19 @@ impl Outcome {
         self.codesets
             .iter()
             .any(|c| c.matches(&e.code) || e.source_code.as_deref().is_some_and(|s| c.matches(s)))
+    }
+}
+
+impl Task {
+    /// The task with its code sets' descendants resolved against a lake's code hierarchy.
+    pub fn with_descendants(&self, parents: &CodeParents) -> Task {
+        let mut t = self.clone();
+        for o in &mut t.outcomes {
+            for cs in &mut o.codesets {
+                cs.codes = with_descendants(&cs.codes, parents);
+            }
+        }
+        t
     }
 }
 

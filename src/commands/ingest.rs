@@ -17,15 +17,20 @@ pub fn options(a: &IngestArgs) -> anyhow::Result<IngestOptions> {
         time: TimeContext { zone },
         shards: a.shards,
         buffer_events: a.buffer_events,
+        policy: crate::ingest::InputPolicy {
+            dates_shifted: a.dates_shifted,
+            source_vocabulary: a.source_vocabulary,
+        },
         ..Default::default()
     };
     if !(1..=4096).contains(&a.shards) {
         bail!("--shards {}: must be between 1 and 4096", a.shards);
     }
-    if let Some(r) = a.max_reject_rate
-        && !(0.0..=1.0).contains(&r)
-    {
-        bail!("--max-reject-rate {r}: must be a fraction between 0 and 1");
+    if !(0.0..=1.0).contains(&a.max_reject_rate) {
+        bail!(
+            "--max-reject-rate {}: must be a fraction between 0 and 1",
+            a.max_reject_rate
+        );
     }
     if let Some(t) = &a.max_event_time {
         o.max_event_time = TimeContext::default()
@@ -61,6 +66,13 @@ pub fn summary(r: &IngestReport) -> String {
         }
         s.push('\n');
     }
+    if !t.interpreted.is_empty() {
+        s.push_str("  read under the input policy:");
+        for (k, v) in &t.interpreted {
+            s.push_str(&format!(" {k}={v}"));
+        }
+        s.push('\n');
+    }
     if !t.skipped_by_reason.is_empty() {
         s.push_str("  skipped by reason:");
         for (k, v) in &t.skipped_by_reason {
@@ -86,11 +98,14 @@ pub fn run(a: IngestArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     if !quiet {
         eprint!("{}", summary(&out.report));
     }
-    if let Some(max) = a.max_reject_rate
-        && out.report.reject_rate > max
-    {
+    let findings = crate::ingest::verdict::assess(&out.report, a.max_reject_rate);
+    for f in &findings {
+        eprintln!("error: {f}");
+    }
+    if !findings.is_empty() {
         eprintln!(
-            "error: reject rate {:.4} is above --max-reject-rate {max}; the accepted rows were committed, the rejected ones are in quarantine/",
+            "error: {} input(s) failed (reject rate {:.4} overall); the accepted rows were committed, the rejected ones are in quarantine/",
+            findings.len(),
             out.report.reject_rate
         );
         return Ok(ExitStatus::Threshold);

@@ -12,11 +12,12 @@ use crate::schema::Event;
 use std::collections::{BTreeMap, HashMap};
 
 /// Sources whose events are diagnoses (coded for a stay, possibly dated at its discharge).
-const DIAGNOSIS_SOURCES: [&str; 4] = [
+const DIAGNOSIS_SOURCES: [&str; 5] = [
     "fhir:Condition",
     "synthea:conditions",
     "omop:condition_occurrence",
     "mimic:diagnoses_icd",
+    "mimic3:diagnoses_icd",
 ];
 
 /// When each event became available, for one subject.

@@ -147,8 +147,11 @@ pub fn run(
 ) -> Result<FeatureManifest, FeatureError> {
     let lake = Lake::open(lake_dir)?;
     let codes = write::read_codes(&lake.root.join("metadata/codes.parquet"))?;
+    let parents = write::read_code_parents(&lake.root.join("metadata/codes.parquet"))?;
     let spec_hash = spec.hash();
-    let compiled = Compiled::new(spec, &codes).map_err(FeatureError::Spec)?;
+    let task = &task.with_descendants(&parents);
+    let compiled =
+        Compiled::new(spec.with_descendants(&parents), &codes).map_err(FeatureError::Spec)?;
     let vocab = learn_vocab(&lake, compiled.spec.sequence.min_code_count)?;
     let columns = tabular_columns(&compiled, task);
     for d in ["tabular", "sequences"] {
@@ -341,7 +344,10 @@ pub fn audit(
 ) -> Result<(usize, Vec<String>), FeatureError> {
     let lake = Lake::open(lake_dir)?;
     let codes = write::read_codes(&lake.root.join("metadata/codes.parquet"))?;
-    let compiled = Compiled::new(spec, &codes).map_err(FeatureError::Spec)?;
+    let parents = write::read_code_parents(&lake.root.join("metadata/codes.parquet"))?;
+    let task = &task.with_descendants(&parents);
+    let compiled =
+        Compiled::new(spec.with_descendants(&parents), &codes).map_err(FeatureError::Spec)?;
     let vocab = learn_vocab(&lake, compiled.spec.sequence.min_code_count)?;
     let mut checked = 0;
     let mut problems = Vec::new();

@@ -15,6 +15,8 @@ pub enum Format {
     Synthea,
     Omop,
     Mimic,
+    /// MIMIC-III 1.4 (upper-case tables, `DOB`, ICD-9 only).
+    Mimic3,
     Meds,
 }
 
@@ -25,6 +27,7 @@ impl std::fmt::Display for Format {
             Format::Synthea => "synthea",
             Format::Omop => "omop",
             Format::Mimic => "mimic",
+            Format::Mimic3 => "mimic3",
             Format::Meds => "meds",
         };
         f.write_str(s)
@@ -82,7 +85,7 @@ fn table_name(p: &Path) -> String {
         .to_string()
 }
 
-fn find_table(dir: &Path, name: &str) -> Option<PathBuf> {
+pub(crate) fn find_table(dir: &Path, name: &str) -> Option<PathBuf> {
     list_dir(dir).ok()?.into_iter().find(|p| {
         let n = file_name_lower(p);
         n == format!("{name}.csv") || n == format!("{name}.csv.gz")
@@ -100,6 +103,13 @@ fn is_fhir_file(p: &Path) -> bool {
 fn folder_format(dir: &Path) -> Option<Format> {
     if dir.join("metadata/dataset.json").exists() && dir.join("data").is_dir() {
         return Some(Format::Meds);
+    }
+    if let Some(p) = find_table(dir, "patients")
+        && let Ok(h) = super::tabular::read_header(&p)
+        && h.has("subject_id")
+        && h.has("dob")
+    {
+        return Some(Format::Mimic3);
     }
     if find_table(&dir.join("hosp"), "patients").is_some()
         || find_table(dir, "admissions").is_some()
@@ -148,6 +158,7 @@ fn tabular_set(dir: &Path, format: Format) -> Result<InputSet, IngestError> {
             super::mimic::TABLES.iter().map(|t| t.0).collect(),
             "patients",
         ),
+        Format::Mimic3 => (super::mimic3::TABLES.to_vec(), "patients"),
         Format::Omop => (
             ["person", "visit_occurrence", "death"]
                 .into_iter()
@@ -214,9 +225,11 @@ fn walk(
     fhir: &mut Vec<InputFile>,
 ) -> Result<(), IngestError> {
     if p.is_dir() {
-        let fmt = match forced {
-            Some(Format::Fhir) | None => folder_format(p),
-            Some(f) => Some(f),
+        let fmt = match (forced, folder_format(p)) {
+            (Some(Format::Fhir) | None, found) => found,
+            // `--format mimic` names the family; the header says which release.
+            (Some(Format::Mimic), Some(Format::Mimic3)) => Some(Format::Mimic3),
+            (Some(f), _) => Some(f),
         };
         match fmt {
             Some(Format::Meds) => {
@@ -235,7 +248,7 @@ fn walk(
                     files,
                 });
             }
-            Some(f @ (Format::Mimic | Format::Omop | Format::Synthea)) => {
+            Some(f @ (Format::Mimic | Format::Mimic3 | Format::Omop | Format::Synthea)) => {
                 plan.sets.push(tabular_set(p, f)?)
             }
             _ => {

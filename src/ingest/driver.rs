@@ -4,13 +4,12 @@
 //! shard, sort, remove exact duplicates (keeping what was already in the lake), and commit
 //! shards, metadata, quarantine, report and manifest in one atomic transaction.
 
-use super::detect::{InputFile, InputSet, plan};
-use super::io::{LineBlocks, content_hash, split_lines};
-use super::tabular::{self, load_lookup};
+use super::detect::{InputSet, plan};
+use super::io::content_hash;
+use super::lookups::SetLookups;
+use super::read::read_file;
 use super::time::TimeContext;
-use super::{
-    Chunk, Ctx, Format, Identity, IngestError, Quarantined, Tally, fhir, meds, mimic, omop, synthea,
-};
+use super::{Chunk, Format, Identity, IngestError, InputPolicy, Quarantined, Tally};
 use crate::lake::commit::Transaction;
 use crate::lake::manifest::{InputRecord, RunRecord};
 use crate::lake::{Lake, shard_of, split_of, write};
@@ -18,7 +17,7 @@ use crate::schema::{Event, event_schema, from_batch, to_batch};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// Progress callbacks; the CLI implements them with progress bars, the library stays silent.
@@ -47,6 +46,8 @@ pub struct IngestOptions {
     pub buffer_events: usize,
     /// Bytes per block of NDJSON lines parsed in parallel.
     pub block_bytes: usize,
+    /// The policy every input of this run is read under (recorded per input in the manifest).
+    pub policy: InputPolicy,
 }
 
 impl Default for IngestOptions {
@@ -60,6 +61,7 @@ impl Default for IngestOptions {
             shards: 32,
             buffer_events: 250_000,
             block_bytes: 8 << 20,
+            policy: InputPolicy::default(),
         }
     }
 }
@@ -68,10 +70,11 @@ impl IngestOptions {
     /// Hash of the settings that change what ends up in the lake.
     pub fn config_hash(&self) -> String {
         let s = format!(
-            "tz={};min={};shards={};units={};vocab={}",
+            "tz={};min={};shards={};policy={:?};units={};vocab={}",
             self.time.zone,
             self.min_event_time,
             self.shards,
+            self.policy,
             crate::schema::fnv1a(include_bytes!("../../schemas/measurements.toml")),
             crate::schema::fnv1a(include_bytes!("../../schemas/vocabularies.toml")),
         );
@@ -83,6 +86,9 @@ impl IngestOptions {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FileReport {
     pub path: String,
+    /// The input (export folder, or the file itself for FHIR) this file belongs to.
+    #[serde(default)]
+    pub input: String,
     pub format: String,
     pub table: String,
     /// `read` or `already_ingested`.
@@ -334,14 +340,24 @@ pub fn run(
     let mut file_reports: Vec<FileReport> = Vec::new();
     let mut records: Vec<InputRecord> = Vec::new();
     let mut seen_this_run: HashSet<String> = HashSet::new();
+    let mut ancestors: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
 
     for (set, hashes) in &hashed {
         let lookups = SetLookups::load(set, opts)?;
+        for (code, a) in lookups.ancestors() {
+            ancestors.entry(code).or_default().extend(a);
+        }
         for (f, (sha, bytes)) in set.files.iter().zip(hashes) {
             let label = f.path.display().to_string();
+            let input = if set.format == Format::Fhir {
+                label.clone()
+            } else {
+                set.root.display().to_string()
+            };
             if lake.manifest.has_hash(sha) || !seen_this_run.insert(sha.clone()) {
                 file_reports.push(FileReport {
                     path: label,
+                    input,
                     format: f.format.to_string(),
                     table: f.table.clone(),
                     status: "already_ingested".into(),
@@ -377,7 +393,16 @@ pub fn run(
                         Ok(())
                     };
                     let read = read_file(
-                        f, set, &lookups, opts, &snapshot, fid, &label, reporter, &mut sink,
+                        f,
+                        set,
+                        &lookups,
+                        opts,
+                        &opts.policy,
+                        &snapshot,
+                        fid,
+                        &label,
+                        reporter,
+                        &mut sink,
                     );
                     drop(tx);
                     let routed = routing.join().expect("routing thread does not panic");
@@ -388,6 +413,7 @@ pub fn run(
             debug_assert!(tally.balanced());
             file_reports.push(FileReport {
                 path: label.clone(),
+                input,
                 format: f.format.to_string(),
                 table: f.table.clone(),
                 status: "read".into(),
@@ -404,6 +430,7 @@ pub fn run(
                 run_id: run_id.clone(),
                 tally,
                 duplicates: 0,
+                policy: opts.policy.clone(),
             });
         }
     }
@@ -477,11 +504,7 @@ pub fn run(
     }
     let duplicates: u64 = records.iter().map(|r| r.duplicates).sum();
     let quarantined = collected.quarantine.len() as u64;
-    let reject_rate = if totals.rows_read == 0 {
-        0.0
-    } else {
-        totals.rows_rejected as f64 / totals.rows_read as f64
-    };
+    let reject_rate = super::verdict::reject_rate(&totals);
     let mut report = IngestReport {
         run_id: run_id.clone(),
         files: file_reports,
@@ -518,7 +541,14 @@ pub fn run(
         .collect();
     write::write_subject_map(&txn.path("metadata/subject_map.parquet")?, &ids)?;
     write::write_splits(&txn.path("metadata/subject_splits.parquet")?, &splits)?;
-    write::write_codes(&txn.path("metadata/codes.parquet")?, &codes)?;
+    // Ancestors (OMOP CONCEPT_ANCESTOR) of the codes the lake holds, with those recorded before.
+    let mut parents = write::read_code_parents(&lake.root.join("metadata/codes.parquet"))?;
+    for (code, a) in ancestors {
+        if codes.contains_key(&code) {
+            parents.entry(code).or_default().extend(a);
+        }
+    }
+    write::write_codes(&txn.path("metadata/codes.parquet")?, &codes, &parents)?;
     let dataset = serde_json::json!({
         "dataset_name": "ehr-risk-lake",
         "dataset_version": run_id,
@@ -614,308 +644,4 @@ pub fn merge_dedupe(events: &mut Vec<Event>, new_ids: &HashSet<u64>) -> HashMap<
     }
     *events = out;
     removed
-}
-
-/// Lookup tables an export's tables need, loaded even when the table itself is already ingested.
-#[derive(Default)]
-struct SetLookups {
-    medications: fhir::Medications,
-    omop: Option<omop::OmopContext>,
-    mimic: Option<mimic::MimicContext>,
-    descriptions: Vec<(String, String)>,
-}
-
-impl SetLookups {
-    fn load(set: &InputSet, opts: &IngestOptions) -> Result<SetLookups, IngestError> {
-        let mut l = SetLookups::default();
-        match set.format {
-            Format::Omop => {
-                let mut concepts = HashMap::new();
-                let dir = &set.root;
-                let concept = std::fs::read_dir(dir)
-                    .map_err(|err| IngestError::Io {
-                        path: dir.clone(),
-                        err,
-                    })?
-                    .flatten()
-                    .map(|e| e.path())
-                    .find(|p| {
-                        p.file_name().is_some_and(|n| {
-                            n.to_string_lossy().eq_ignore_ascii_case("concept.csv")
-                        })
-                    });
-                if let Some(cp) = concept {
-                    for r in load_lookup(
-                        &cp,
-                        &[
-                            "concept_id",
-                            "vocabulary_id",
-                            "concept_code",
-                            "concept_name",
-                        ],
-                    )? {
-                        if let (Some(id), Some(v), Some(c)) = (&r[0], &r[1], &r[2])
-                            && let Ok(id) = omop::parse_id("concept_id", id)
-                        {
-                            concepts.insert(
-                                id,
-                                omop::Concept {
-                                    vocabulary: v.clone(),
-                                    code: c.clone(),
-                                    name: r[3].clone().unwrap_or_default(),
-                                },
-                            );
-                        }
-                    }
-                }
-                let export = dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let mut persons = HashMap::new();
-                if let Some(pf) = set.files.iter().find(|f| f.people) {
-                    let h = tabular::read_header(&pf.path)?;
-                    let cols: Vec<&str> = if h.has("person_source_value") {
-                        vec!["person_id", "person_source_value"]
-                    } else {
-                        vec!["person_id"]
-                    };
-                    for r in load_lookup(&pf.path, &cols)? {
-                        if let Some(Ok(pid)) =
-                            r[0].as_deref().map(|v| omop::parse_id("person_id", v))
-                        {
-                            let sv = r.get(1).and_then(|x| x.as_deref());
-                            persons.insert(pid, omop::OmopContext::identity_for(&export, pid, sv));
-                        }
-                    }
-                }
-                l.omop = Some(omop::OmopContext {
-                    concepts,
-                    persons,
-                    export,
-                });
-            }
-            Format::Mimic => {
-                let mut m = mimic::MimicContext::default();
-                let ctx_known = super::SubjectSet::default();
-                let ctx = Ctx {
-                    time: opts.time,
-                    max_event_time: i64::MAX,
-                    min_event_time: opts.min_event_time,
-                    known: &ctx_known,
-                    file_id: 0,
-                    file: "",
-                };
-                if let Some(af) = set.files.iter().find(|f| f.table == "admissions") {
-                    for r in load_lookup(&af.path, &["hadm_id", "admittime", "dischtime"])? {
-                        if let (Some(h), Some(a), Some(d)) = (&r[0], &r[1], &r[2])
-                            && let (Ok(a), Ok(d)) = (
-                                ctx.time("admittime", a, true),
-                                ctx.time("dischtime", d, true),
-                            )
-                        {
-                            m.admissions.insert(h.clone(), (a, d));
-                        }
-                    }
-                }
-                let base = if set.root.join("hosp").is_dir() {
-                    set.root.join("hosp")
-                } else {
-                    set.root.clone()
-                };
-                for (name, cols) in [
-                    ("d_icd_diagnoses", ["icd_code", "icd_version", "long_title"]),
-                    ("d_labitems", ["itemid", "label", "fluid"]),
-                ] {
-                    let p = base.join(format!("{name}.csv.gz"));
-                    let p = if p.exists() {
-                        p
-                    } else {
-                        base.join(format!("{name}.csv"))
-                    };
-                    if !p.exists() {
-                        continue;
-                    }
-                    for r in load_lookup(&p, &cols)? {
-                        if name == "d_icd_diagnoses" {
-                            if let (Some(c), Some(v), Some(t)) = (&r[0], &r[1], &r[2]) {
-                                let vocab = if v == "9" { "ICD9CM" } else { "ICD10CM" };
-                                if let Ok(code) = crate::schema::codes::normalize(vocab, c) {
-                                    l.descriptions.push((code, t.clone()));
-                                }
-                            }
-                        } else if let (Some(i), Some(label)) = (&r[0], &r[1]) {
-                            let d = format!("{label} ({})", r[2].as_deref().unwrap_or("?"));
-                            m.labitems.insert(i.clone(), d.clone());
-                            l.descriptions.push((format!("MIMIC_LAB//{i}"), d));
-                        }
-                    }
-                }
-                l.mimic = Some(m);
-            }
-            Format::Fhir => {
-                for f in set.files.iter().filter(|f| f.table == "Medication") {
-                    let mut blocks = LineBlocks::new(super::io::open(&f.path)?, opts.block_bytes);
-                    while let Some(b) = blocks.next_block() {
-                        fhir::index_medications(&b.data, &mut l.medications);
-                    }
-                }
-            }
-            Format::Meds | Format::Synthea => {}
-        }
-        Ok(l)
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn read_file(
-    f: &InputFile,
-    set: &InputSet,
-    lookups: &SetLookups,
-    opts: &IngestOptions,
-    known: &super::SubjectSet,
-    fid: u64,
-    label: &str,
-    reporter: &dyn Reporter,
-    sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,
-) -> Result<(), IngestError> {
-    let ctx = Ctx {
-        time: opts.time,
-        max_event_time: opts.max_event_time,
-        min_event_time: opts.min_event_time,
-        known,
-        file_id: fid,
-        file: label,
-    };
-    match f.format {
-        Format::Fhir => read_fhir(&f.path, &ctx, &lookups.medications, opts, reporter, sink),
-        Format::Meds => {
-            let name = meds::dataset_name(&set.root);
-            meds::read_shard(&f.path, &name, &ctx, sink)
-        }
-        Format::Synthea => {
-            let req = synthea::TABLES
-                .iter()
-                .find(|t| t.0 == f.table)
-                .map(|t| t.1)
-                .unwrap_or(&[]);
-            tabular::stream(
-                &f.path,
-                label,
-                req,
-                |row, c| synthea::convert(&f.table, &ctx, row, c),
-                sink,
-            )
-        }
-        Format::Omop => {
-            let o = lookups.omop.as_ref().expect("loaded for omop sets");
-            let req = omop::required(&f.table);
-            if f.people {
-                tabular::stream(
-                    &f.path,
-                    label,
-                    &req,
-                    |row, c| omop::person(o, &ctx, row, c),
-                    sink,
-                )
-            } else {
-                tabular::stream(
-                    &f.path,
-                    label,
-                    &req,
-                    |row, c| omop::convert(o, &f.table, &ctx, row, c),
-                    sink,
-                )
-            }
-        }
-        Format::Mimic => {
-            let m = lookups.mimic.as_ref().expect("loaded for mimic sets");
-            let req = mimic::TABLES
-                .iter()
-                .find(|t| t.0 == f.table)
-                .map(|t| t.1)
-                .unwrap_or(&[]);
-            if f.people && !lookups.descriptions.is_empty() {
-                let mut c = Chunk::default();
-                for (code, d) in &lookups.descriptions {
-                    c.describe(code, d);
-                }
-                sink(c)?;
-            }
-            tabular::stream(
-                &f.path,
-                label,
-                req,
-                |row, c| mimic::convert(m, &f.table, &ctx, row, c),
-                sink,
-            )
-        }
-    }
-}
-
-fn read_fhir(
-    path: &Path,
-    ctx: &Ctx,
-    meds: &fhir::Medications,
-    opts: &IngestOptions,
-    reporter: &dyn Reporter,
-    sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,
-) -> Result<(), IngestError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let lines =
-        name.ends_with(".ndjson") || name.ends_with(".ndjson.gz") || name.ends_with(".jsonl");
-    if !lines {
-        use std::io::Read;
-        let mut text = String::new();
-        let mut r = super::io::open(path)?;
-        if let Err(e) = r.read_to_string(&mut text) {
-            let mut c = Chunk::default();
-            c.reject(
-                ctx.file,
-                1,
-                &text,
-                super::Reject::new("*", "truncated_gzip", "", format!("a complete file ({e})")),
-            );
-            return sink(c);
-        }
-        reporter.progress(text.len() as u64);
-        return sink(fhir::read_document(&text, ctx, meds));
-    }
-    let parts = rayon::current_num_threads() * 4;
-    let mut blocks = LineBlocks::new(super::io::open(path)?, opts.block_bytes);
-    while let Some(block) = blocks.next_block() {
-        let pieces = split_lines(&block, parts);
-        let chunks: Vec<Chunk> = pieces
-            .par_iter()
-            .map(|(line, data)| fhir::read_lines(data, *line, ctx, meds))
-            .collect();
-        let mut merged = Chunk::default();
-        for c in chunks {
-            merged.merge(c);
-        }
-        reporter.progress(block.data.len() as u64);
-        sink(merged)?;
-    }
-    if let Some(t) = blocks.truncation.take() {
-        let mut c = Chunk::default();
-        c.reject(
-            ctx.file,
-            t.line,
-            &t.partial,
-            super::Reject::new(
-                "*",
-                "truncated_gzip",
-                "",
-                format!(
-                    "a complete gzip stream; it broke off at this line ({})",
-                    t.error
-                ),
-            ),
-        );
-        sink(c)?;
-    }
-    Ok(())
 }

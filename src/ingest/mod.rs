@@ -11,12 +11,16 @@ pub mod detect;
 pub mod driver;
 pub mod fhir;
 pub mod io;
+pub mod lookups;
 pub mod meds;
 pub mod mimic;
+pub mod mimic3;
 pub mod omop;
+pub mod read;
 pub mod synthea;
 pub mod tabular;
 pub mod time;
+pub mod verdict;
 
 use crate::schema::units::units;
 use crate::schema::{Event, subject_id_for};
@@ -119,6 +123,65 @@ impl Identity {
     }
 }
 
+/// How the ICD source values of an export that does not name their vocabulary are read (OMOP
+/// `*_source_value` without a known `*_source_concept_id`). Nothing is guessed unless the
+/// export is configured to say so: without a policy such a value stays `SOURCE//<value>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceVocabulary {
+    /// Every such value is ICD-9-CM.
+    Icd9cm,
+    /// Every such value is ICD-10-CM.
+    Icd10cm,
+    /// ICD-9-CM or ICD-10-CM told apart by shape: digits (and E9xx) are ICD-9-CM, a letter
+    /// other than V, or E0-E7, is ICD-10-CM; V codes and E8x exist in both and stay
+    /// unresolved (counted).
+    Icd,
+}
+
+impl SourceVocabulary {
+    /// The ICD vocabulary of `value` under this policy, or `None` when the shape is ambiguous.
+    pub fn vocabulary_of(self, value: &str) -> Option<&'static str> {
+        let v = value.trim();
+        let mut ch = v.chars();
+        let first = ch.next()?.to_ascii_uppercase();
+        match self {
+            SourceVocabulary::Icd9cm => Some("ICD9CM"),
+            SourceVocabulary::Icd10cm => Some("ICD10CM"),
+            SourceVocabulary::Icd => match first {
+                '0'..='9' => Some("ICD9CM"),
+                'V' => None,
+                'E' => match ch.next() {
+                    Some('9') => Some("ICD9CM"),
+                    Some('0'..='7') => Some("ICD10CM"),
+                    _ => None,
+                },
+                c if c.is_ascii_alphabetic() => Some("ICD10CM"),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// What an input was read under, recorded with it in the manifest: whether its dates were
+/// accepted as shifted (no future-event check) and how its vocabulary-less source values
+/// were read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InputPolicy {
+    /// The export's dates are shifted on purpose (de-identification): no future-event check.
+    #[serde(default)]
+    pub dates_shifted: bool,
+    #[serde(default)]
+    pub source_vocabulary: Option<SourceVocabulary>,
+}
+
+/// The default policy: dates checked, source values never interpreted.
+pub static NO_POLICY: InputPolicy = InputPolicy {
+    dates_shifted: false,
+    source_vocabulary: None,
+};
+
 /// Row and event counts for one input file, by outcome and reason. They add up:
 /// `rows_read == rows_accepted + rows_rejected + rows_skipped`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -132,6 +195,10 @@ pub struct Tally {
     pub events: u64,
     pub rejected_by_reason: BTreeMap<String, u64>,
     pub skipped_by_reason: BTreeMap<String, u64>,
+    /// Values read under an input policy, by kind (e.g. `source_icd_by_shape`,
+    /// `source_icd_ambiguous`): what the report must show was interpreted, not guessed.
+    #[serde(default)]
+    pub interpreted: BTreeMap<String, u64>,
 }
 
 impl Tally {
@@ -147,6 +214,9 @@ impl Tally {
         }
         for (k, v) in &o.skipped_by_reason {
             *self.skipped_by_reason.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.interpreted {
+            *self.interpreted.entry(k.clone()).or_default() += v;
         }
     }
     pub fn balanced(&self) -> bool {
@@ -238,6 +308,11 @@ impl Chunk {
         });
     }
 
+    /// Count a value read under an input policy (see [`Tally::interpreted`]).
+    pub fn interpreted(&mut self, kind: &str) {
+        *self.tally.interpreted.entry(kind.to_string()).or_default() += 1;
+    }
+
     /// Record a row this engine does not use (counted, not quarantined).
     pub fn skip(&mut self, reason: &str) {
         self.tally.rows_read += 1;
@@ -263,6 +338,8 @@ pub struct Ctx<'a> {
     pub min_event_time: i64,
     /// Subjects already in the lake or registered earlier in this run.
     pub known: &'a SubjectSet,
+    /// The input's policy (shifted dates, vocabulary of bare source values).
+    pub policy: &'a InputPolicy,
     /// Input file id used in provenance (first 48 bits of the content hash).
     pub file_id: u64,
     /// Input path as given (for quarantine records).
@@ -284,7 +361,7 @@ impl Ctx<'_> {
                 format!("a date after {}", time::format_micros(self.min_event_time)),
             ));
         }
-        if !shifted && t > self.max_event_time {
+        if !shifted && !self.policy.dates_shifted && t > self.max_event_time {
             return Err(Reject::new(
                 field,
                 "future_event",

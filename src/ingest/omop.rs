@@ -3,6 +3,11 @@
 //! Each event keeps the standard concept as `code` (its vocabulary code when the export carries
 //! a concept table, else `OMOP//<concept_id>`) and the source value as `source_code`, so an
 //! outcome code set finds an MI whether the export coded it in SNOMED or kept the ICD-10 source.
+//! An export without its standard vocabulary (MIMIC-IV's OMOP conversion ships only local
+//! concepts) keeps `OMOP//<concept_id>`, which code sets also list (`vocabulary = "OMOP"`), and
+//! its `CONCEPT_ANCESTOR` rows become the codes' ancestors. A source value whose vocabulary
+//! the export does not say stays `SOURCE//<value>` unless the input's policy says it is ICD
+//! ([`super::SourceVocabulary`]); every value read that way is counted in the report.
 //! Identity: `person_source_value` when present (Synthea-derived exports put the patient UUID
 //! there, which links to the same person's FHIR and Synthea records), else the export's own
 //! `person_id` qualified by the export folder name.
@@ -109,6 +114,8 @@ pub struct Concept {
 /// Lookups for one OMOP export.
 pub struct OmopContext {
     pub concepts: HashMap<i64, Concept>,
+    /// descendant concept -> its ancestors (from `CONCEPT_ANCESTOR`, when the export ships it).
+    pub ancestors: HashMap<i64, Vec<i64>>,
     /// person_id -> identity (from person.csv)
     pub persons: HashMap<i64, Identity>,
     /// Export name used to qualify person_id when there is no person_source_value.
@@ -146,6 +153,27 @@ impl OmopContext {
         }
     }
 
+    /// The ancestors of every concept `CONCEPT_ANCESTOR` names, as lake codes.
+    pub fn ancestor_codes(
+        &self,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+        let mut out = std::collections::BTreeMap::new();
+        for (d, ancs) in &self.ancestors {
+            let Some((code, _)) = self.concept_code(*d) else {
+                continue;
+            };
+            let set: std::collections::BTreeSet<String> = ancs
+                .iter()
+                .filter_map(|a| self.concept_code(*a).map(|(c, _)| c))
+                .filter(|c| *c != code)
+                .collect();
+            if !set.is_empty() {
+                out.insert(code, set);
+            }
+        }
+        out
+    }
+
     pub fn identity_for(
         system_export: &str,
         person_id: i64,
@@ -175,6 +203,37 @@ impl OmopContext {
         match row.get(dt) {
             Some(v) => ctx.time(dt, v, false).map(Some),
             None => ctx.opt_time(d, row.get(d), false),
+        }
+    }
+}
+
+/// A source value whose vocabulary the export does not give: ICD under the input's policy
+/// (diagnosis tables only), else `SOURCE//<value>`. Counted either way it is interpreted.
+fn bare_source(ctx: &Ctx, table: &str, v: &str, c: &mut Chunk) -> String {
+    let bare = || format!("SOURCE//{v}");
+    let Some(policy) = ctx.policy.source_vocabulary else {
+        return bare();
+    };
+    if table != "condition_occurrence" {
+        return bare();
+    }
+    match policy.vocabulary_of(v) {
+        Some(vocab) => match normalize(vocab, v) {
+            Ok(code) => {
+                c.interpreted(match vocab {
+                    "ICD9CM" => "source_value_as_icd9cm",
+                    _ => "source_value_as_icd10cm",
+                });
+                code
+            }
+            Err(_) => {
+                c.interpreted("source_value_not_icd_shaped");
+                bare()
+            }
+        },
+        None => {
+            c.interpreted("source_value_icd_version_ambiguous");
+            bare()
         }
     }
 }
@@ -292,11 +351,24 @@ pub fn convert(o: &OmopContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk
                     .map(|s| parse_id(spec.source_concept, s))
                     .transpose()?
                     .unwrap_or(0);
-                let source = o
+                // The source concept, when the export's concept table has it. A local one
+                // (a vocabulary of the export's own, e.g. `mimiciv_cond_icd`) does not say
+                // which ICD its code is: under a policy the source value is read instead.
+                let described = o
                     .concept_code(source_concept)
                     .map(|(c, _)| c)
-                    .filter(|c| !c.starts_with("OMOP//"))
-                    .or_else(|| row.get(spec.source_value).map(|v| format!("SOURCE//{v}")));
+                    .filter(|c| !c.starts_with("OMOP//"));
+                let recognised = o
+                    .concepts
+                    .get(&source_concept)
+                    .is_some_and(|k| vocabularies().omop.contains_key(&k.vocabulary));
+                let source = match described {
+                    Some(d) if recognised || ctx.policy.source_vocabulary.is_none() => Some(d),
+                    d => row
+                        .get(spec.source_value)
+                        .map(|v| bare_source(ctx, table, v, c))
+                        .or(d),
+                };
                 let (code, desc) = match o.concept_code(concept) {
                     Some(x) => x,
                     None => match &source {

@@ -3,6 +3,14 @@
 //! Synthea's FHIR output (same UUID), so both exports of one person become one subject.
 //! Codes: conditions and procedures SNOMED, observations LOINC, medications RxNorm (Synthea v3
 //! may add a SYSTEM column, which is honoured when present).
+//!
+//! Older releases (2017-2019) wrote other headers, recognised per table by the header itself:
+//! encounters as `ID,DATE,PATIENT,CODE,DESCRIPTION,REASONCODE,REASONDESCRIPTION` (no STOP and no
+//! ENCOUNTERCLASS: the class comes from the encounter's SNOMED code through
+//! `schemas/vocabularies.toml` `[synthea_encounter_snomed]`, and an encounter code not listed
+//! there is `ENCOUNTER//UNKNOWN`, counted, with the code kept as `source_code`), procedures with
+//! `DATE` instead of `START`, observations without `TYPE`. Nothing else changed in the tables
+//! read.
 
 use super::fhir::PATIENT_ID_SYSTEM;
 use super::tabular::Row;
@@ -10,7 +18,7 @@ use super::{Chunk, Ctx, Identity, Reject, measurement, parse_number};
 use crate::schema::Event;
 use crate::schema::codes::{encounter_code, gender_code, normalize};
 
-/// The tables read, with their required columns (lower case).
+/// The tables read, with their required columns (lower case) in the current schema.
 pub const TABLES: [(&str, &[&str]); 6] = [
     ("patients", &["id", "birthdate", "gender"]),
     ("encounters", &["id", "start", "patient", "encounterclass"]),
@@ -19,6 +27,21 @@ pub const TABLES: [(&str, &[&str]); 6] = [
     ("medications", &["start", "patient", "code"]),
     ("procedures", &["patient", "code"]),
 ];
+
+/// Encounters in the 2017-2018 schema: a date and a SNOMED code, no class.
+const LEGACY_ENCOUNTERS: &[&str] = &["id", "date", "patient", "code"];
+
+/// The required columns of `table`, for the schema its header is written in.
+pub fn required(table: &str, header: &super::tabular::Header) -> Vec<&'static str> {
+    if table == "encounters" && !header.has("start") && header.has("date") {
+        return LEGACY_ENCOUNTERS.to_vec();
+    }
+    TABLES
+        .iter()
+        .find(|t| t.0 == table)
+        .map(|t| t.1.to_vec())
+        .unwrap_or_default()
+}
 
 fn base(ctx: &Ctx, row: &Row, table: &str, sid: i64) -> Event {
     Event {
@@ -63,10 +86,23 @@ pub fn convert(table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk) {
         "encounters" => (|| {
             let sid = subject(ctx, row)?;
             let mut e = base(ctx, row, table, sid);
-            e.time = Some(ctx.time("START", row.req("start")?, false)?);
+            let (f, t) = match row.get("start") {
+                Some(s) => ("START", s),
+                None => ("DATE", row.req("date")?),
+            };
+            e.time = Some(ctx.time(f, t, false)?);
             e.end_time = ctx.opt_time("STOP", row.get("stop"), false)?;
-            e.code = encounter_code(row.req("encounterclass")?);
+            e.code = match row.get("encounterclass") {
+                Some(class) => encounter_code(class),
+                None if row.header.has("encounterclass") => {
+                    return Err(Reject::missing("ENCOUNTERCLASS"));
+                }
+                None => legacy_encounter_code(row, c)?,
+            };
             e.visit_id = row.get("id").map(String::from);
+            if e.code == "ENCOUNTER//UNKNOWN" {
+                e.source_code = Some(code(row, "SNOMED")?);
+            }
             Ok(vec![e])
         })(),
         "conditions" => (|| {
@@ -134,6 +170,26 @@ pub fn convert(table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk) {
         Ok(ev) => c.accept(ev),
         Err(rej) => c.reject(ctx.file, row.line, &row.raw(), rej),
     }
+}
+
+/// The encounter class of a 2017-2018 encounter row, from its SNOMED code.
+fn legacy_encounter_code(row: &Row, c: &mut Chunk) -> Result<String, Reject> {
+    let raw = row.req("code")?;
+    let snomed = normalize("SNOMED", raw)
+        .map_err(|e| Reject::new("CODE", "bad_code", raw, e.to_string()))?;
+    let key = snomed.trim_start_matches("SNOMED//");
+    Ok(
+        match crate::schema::codes::vocabularies()
+            .synthea_encounter_snomed
+            .get(key)
+        {
+            Some(class) => encounter_code(class),
+            None => {
+                c.interpreted("encounter_class_unknown");
+                "ENCOUNTER//UNKNOWN".into()
+            }
+        },
+    )
 }
 
 fn patient(ctx: &Ctx, row: &Row, c: &mut Chunk) -> Result<Vec<Event>, Reject> {

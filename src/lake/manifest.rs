@@ -32,6 +32,9 @@ pub struct InputRecord {
     pub tally: Tally,
     /// Exact duplicate events from this file that were not written (already present).
     pub duplicates: u64,
+    /// What the input was read under (shifted dates, vocabulary of bare source values).
+    #[serde(default)]
+    pub policy: crate::ingest::InputPolicy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

@@ -13,7 +13,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -146,7 +146,14 @@ pub fn read_quarantine(p: &Path) -> Result<Vec<Quarantined>, LakeError> {
 }
 
 /// `metadata/codes.parquet`: code, description, parent_codes (MEDS code metadata schema).
-pub fn write_codes(p: &Path, codes: &BTreeMap<String, Option<String>>) -> Result<(), LakeError> {
+/// `metadata/codes.parquet` (MEDS): code, description, and `parent_codes`, which here holds
+/// every ancestor an export's vocabulary gave the code (OMOP `CONCEPT_ANCESTOR`'s closure), so
+/// a code set that includes descendants needs no walk.
+pub fn write_codes(
+    p: &Path,
+    codes: &BTreeMap<String, Option<String>>,
+    parents: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<(), LakeError> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("code", DataType::Utf8, false),
         Field::new("description", DataType::Utf8, true),
@@ -158,11 +165,19 @@ pub fn write_codes(p: &Path, codes: &BTreeMap<String, Option<String>>) -> Result
     ]));
     let code: ArrayRef = Arc::new(StringArray::from_iter_values(codes.keys()));
     let desc: ArrayRef = Arc::new(StringArray::from_iter(codes.values().map(|d| d.as_deref())));
-    let mut parents = ListBuilder::new(StringBuilder::new());
-    for _ in 0..codes.len() {
-        parents.append_null();
+    let mut list = ListBuilder::new(StringBuilder::new());
+    for code in codes.keys() {
+        match parents.get(code).filter(|p| !p.is_empty()) {
+            Some(ps) => {
+                for x in ps {
+                    list.values().append_value(x);
+                }
+                list.append(true);
+            }
+            None => list.append_null(),
+        }
     }
-    let parents: ArrayRef = Arc::new(parents.finish());
+    let parents: ArrayRef = Arc::new(list.finish());
     let b =
         RecordBatch::try_new(schema.clone(), vec![code, desc, parents]).expect("schema matches");
     write_batches(p, schema, &[b])
@@ -181,6 +196,40 @@ pub fn read_codes(p: &Path) -> Result<BTreeMap<String, Option<String>>, LakeErro
                 c.value(i).to_string(),
                 (!d.is_null(i)).then(|| d.value(i).to_string()),
             );
+        }
+    }
+    Ok(out)
+}
+
+/// The `parent_codes` of `metadata/codes.parquet`, for the codes that have any.
+pub fn read_code_parents(p: &Path) -> Result<BTreeMap<String, BTreeSet<String>>, LakeError> {
+    let mut out = BTreeMap::new();
+    if !p.exists() {
+        return Ok(out);
+    }
+    for b in read_batches(p)? {
+        let c = str_col(&b, "code", p)?;
+        let Some(col) = b.column_by_name("parent_codes") else {
+            continue;
+        };
+        let Some(list) = col.as_any().downcast_ref::<arrow::array::ListArray>() else {
+            return Err(LakeError::Corrupt {
+                path: p.to_path_buf(),
+                message: "parent_codes is not a list of strings".into(),
+            });
+        };
+        for i in 0..b.num_rows() {
+            if list.is_null(i) {
+                continue;
+            }
+            let v = list.value(i);
+            let Some(v) = v.as_any().downcast_ref::<StringArray>() else {
+                continue;
+            };
+            let set: BTreeSet<String> = v.iter().flatten().map(String::from).collect();
+            if !set.is_empty() {
+                out.insert(c.value(i).to_string(), set);
+            }
         }
     }
     Ok(out)

@@ -228,9 +228,10 @@ pub fn train(
     tracing::info!(train = tr.len(), tuning = tu.len(), "training rows loaded");
     let norm = TabNorm::fit(&tr, &fm.columns);
     let horizons = task.spec.window.horizons_years.clone();
-    let (vs, net, (epochs, best_epoch)) = gru::seeded(cfg.seed, cfg.threads, || {
+    let (vs, net, (epochs, best_epoch)) = gru::seeded(cfg.seed, cfg.threads, |lock| {
         let mut vs = nn::VarStore::new(device);
         let net = GruNet::new(
+            lock,
             &vs.root(),
             &cfg,
             fm.vocab_size as i64,
@@ -488,14 +489,17 @@ impl Model {
         // Scoring runs where it is asked to: a model trained on a GPU scores on CPU by default.
         let device = Device::Cpu;
         let mut vs = nn::VarStore::new(device);
-        let net = GruNet::new(
-            &vs.root(),
-            &config,
-            manifest.vocab_size,
-            manifest.columns.len() as i64,
-            manifest.outcomes.len(),
-            manifest.horizons_years.len() as i64,
-        );
+        let net = gru::exclusive(|lock| {
+            GruNet::new(
+                lock,
+                &vs.root(),
+                &config,
+                manifest.vocab_size,
+                manifest.columns.len() as i64,
+                manifest.outcomes.len(),
+                manifest.horizons_years.len() as i64,
+            )
+        });
         vs.load(dir.join("weights.safetensors"))
             .map_err(|e| corrupt(format!("weights.safetensors: {e}")))?;
         let h = gru::weights_hash(&vs);

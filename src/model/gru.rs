@@ -238,6 +238,7 @@ pub struct GruNet {
 impl GruNet {
     /// `outcomes` heads of `horizons` logits each.
     pub fn new(
+        _lock: &TorchLock,
         vs: &nn::Path,
         cfg: &GruConfig,
         vocab_size: i64,
@@ -334,19 +335,35 @@ pub fn last_hidden(gru: &nn::GRU, x: &Tensor, last: &Tensor, hidden: i64) -> Ten
     out.gather(1, &idx, false).squeeze_dim(1)
 }
 
+/// libtorch's process-wide state: the one random generator (weight initialisation, dropout)
+/// and the intra-op thread count (which decides the order of float reductions).
+static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Proof that this thread holds libtorch's process-wide state. A [`GruNet`] can only be built
+/// with one, so no weight initialisation (a draw from the global generator) can run while a
+/// seeded training elsewhere in the process holds it: a model loaded for scoring on another
+/// thread, a test, a server request. Before this, loading a model during someone else's
+/// training advanced the generator under it and changed its dropout masks (the determinism
+/// test failed when the suite ran in parallel).
+pub struct TorchLock<'a>(#[allow(dead_code)] std::sync::MutexGuard<'a, ()>);
+
+/// Run `f` holding libtorch's state, without reseeding (building a net to load weights into).
+pub fn exclusive<T>(f: impl FnOnce(&TorchLock) -> T) -> T {
+    let g = TorchLock(TORCH.lock().unwrap_or_else(|e| e.into_inner()));
+    f(&g)
+}
+
 /// Run `f` with libtorch's global generator seeded and its intra-op thread count set (when
-/// `threads` > 0), holding a process-wide lock: weight initialisation and dropout draw from that
-/// one generator and the thread count decides the order of float reductions, both global, so two
-/// trainings in one process (parallel tests, a server) must not interleave, or neither is
-/// reproducible.
-pub fn seeded<T>(seed: u64, threads: i32, f: impl FnOnce() -> T) -> T {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if threads > 0 {
-        tch::set_num_threads(threads);
-    }
-    tch::manual_seed(seed as i64);
-    f()
+/// `threads` > 0), holding the process-wide lock: two trainings in one process (parallel
+/// tests, a server) cannot interleave, and nothing can draw from the generator meanwhile.
+pub fn seeded<T>(seed: u64, threads: i32, f: impl FnOnce(&TorchLock) -> T) -> T {
+    exclusive(|g| {
+        if threads > 0 {
+            tch::set_num_threads(threads);
+        }
+        tch::manual_seed(seed as i64);
+        f(g)
+    })
 }
 
 /// One epoch's record.

@@ -16,6 +16,7 @@ pub struct Vocabularies {
     pub omop: HashMap<String, String>,
     pub meds_prefix: HashMap<String, String>,
     pub encounter_class: HashMap<String, String>,
+    pub synthea_encounter_snomed: HashMap<String, String>,
     pub mimic_lab_loinc: HashMap<String, String>,
 }
 

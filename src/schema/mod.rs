@@ -89,6 +89,16 @@ impl Provenance {
     }
 }
 
+/// The sources whose events are medication records (prescriptions, orders, statements).
+pub const MEDICATION_SOURCES: [&str; 6] = [
+    "fhir:MedicationRequest",
+    "fhir:MedicationStatement",
+    "synthea:medications",
+    "omop:drug_exposure",
+    "mimic:prescriptions",
+    "mimic3:prescriptions",
+];
+
 /// Every source name the readers write, so events can carry a `&'static str`.
 const SOURCES: &[&str] = &[
     "fhir:Patient",
@@ -118,6 +128,12 @@ const SOURCES: &[&str] = &[
     "mimic:labevents",
     "mimic:prescriptions",
     "mimic:procedures_icd",
+    "mimic3:patients",
+    "mimic3:admissions",
+    "mimic3:diagnoses_icd",
+    "mimic3:labevents",
+    "mimic3:prescriptions",
+    "mimic3:procedures_icd",
     "meds",
 ];
 

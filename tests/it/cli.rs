@@ -102,7 +102,7 @@ fn summary_names_no_patient() {
 fn meds_validator_accepts_our_lake() {
     let pydeps = repo().join(".pydeps");
     if !pydeps.join("meds").exists() {
-        eprintln!("SKIP: .pydeps/meds missing (run scripts/setup.sh)");
+        skip(".pydeps/meds missing (run scripts/setup.sh)");
         return;
     }
     let d = tempfile::tempdir().unwrap();
@@ -128,4 +128,28 @@ fn meds_validator_accepts_our_lake() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("MEDS OK"));
+}
+
+/// Issue 10: `ehr-risk lake stats LAKE | head` exits 0. Every `println!` used to panic on the
+/// closed pipe (status 101); the panic hook turns a broken pipe into a quiet 0.
+#[test]
+fn a_closed_stdout_pipe_exits_0() {
+    let d = tempfile::tempdir().unwrap();
+    let lake = d.path().join("lake");
+    ingest(&lake, &[demo()]);
+    let (r, w) = std::io::pipe().unwrap();
+    drop(r);
+    let out = bin()
+        .args(["lake", "stats"])
+        .arg(&lake)
+        .stdout(w)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -252,7 +252,7 @@ fn mimic_admission_labels_match_an_independent_count() {
 fn labels_pass_the_meds_label_validator() {
     let pydeps = repo().join(".pydeps");
     if !pydeps.join("meds").exists() {
-        eprintln!("SKIP: .pydeps/meds missing (run scripts/setup.sh)");
+        skip(".pydeps/meds missing (run scripts/setup.sh)");
         return;
     }
     let d = tempfile::tempdir().unwrap();

@@ -14,16 +14,25 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A test that cannot run here: in a user's clone it skips, saying why; in CI (`CI=true`)
+/// nothing may be missing, so it fails instead of passing silently.
+pub fn skip(why: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and {why}: in CI a test must not skip");
+    }
+    eprintln!("SKIP: {why}");
+}
+
 /// A folder of ../shared/data, or None with a visible message (a user's clone has no ../shared).
 pub fn shared(name: &str) -> Option<PathBuf> {
     let p = repo().join("../shared/data").join(name);
     if p.exists() {
         Some(p)
     } else {
-        eprintln!(
-            "SKIP: {} not found (tests on public data need ../shared/data; CI has it)",
+        skip(&format!(
+            "{} not found (tests on public data need ../shared/data; CI has it)",
             p.display()
-        );
+        ));
         None
     }
 }
@@ -107,6 +116,12 @@ impl LakeView {
         }
         m
     }
+}
+
+/// The lake passes `lake validate`.
+pub fn valid(lake: &Path) {
+    let v = ehr_risk::lake::validate::validate(&Lake::open(lake).unwrap()).unwrap();
+    assert!(v.ok(), "{:?}", v.problems);
 }
 
 /// Every file's rows add up.

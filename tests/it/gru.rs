@@ -102,6 +102,47 @@ fn training_is_deterministic_and_the_directory_is_self_describing() {
     assert!(au.len() >= 4 && mean > 0.65, "{:?}", a.metrics.outputs);
 }
 
+/// Issue 10: a seeded training is bit-identical whatever else the process runs. Two threads
+/// load a model (building a net draws its initial weights from libtorch's one generator) and
+/// score with it over and over while the same seed trains again; before nets could only be
+/// built under the training lock, such a load advanced the generator mid-training and changed
+/// the dropout masks, which is how the suite's parallel runner broke the determinism test.
+#[test]
+fn seeded_training_is_identical_while_other_threads_use_libtorch() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let d = tempfile::tempdir().unwrap();
+    let a = train_small(&d.path().join("a"), 11);
+    let data = ehr_risk::model::data::read_all(
+        &pipeline().join("features"),
+        &a.manifest.columns,
+        &|_, _, s| s == "tuning",
+    )
+    .unwrap();
+    let stop = AtomicBool::new(false);
+    let loads = AtomicUsize::new(0);
+    let b = std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let m = Model::load(&d.path().join("a")).unwrap();
+                    let z = gru::predict_logits(&m.net, &data, &m.norm, m.device, 64);
+                    assert!(z.iter().all(|x| x.is_finite()));
+                    loads.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        // Let the loaders get going before the training starts.
+        while loads.load(Ordering::Relaxed) < 2 {
+            std::thread::yield_now();
+        }
+        let b = train_small(&d.path().join("b"), 11);
+        stop.store(true, Ordering::Relaxed);
+        b
+    });
+    assert!(loads.load(Ordering::Relaxed) >= 2);
+    assert_eq!(a.manifest.weights_hash, b.manifest.weights_hash);
+}
+
 #[test]
 fn save_load_score_gives_identical_scores() {
     let d = tempfile::tempdir().unwrap();
@@ -117,14 +158,17 @@ fn save_load_score_gives_identical_scores() {
     let before = gru::predict_logits(&m1.net, &data, &m1.norm, m1.device, 97);
     m1.vs.save(d.path().join("resaved.safetensors")).unwrap();
     let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let net = GruNet::new(
-        &vs.root(),
-        &m1.config,
-        m1.manifest.vocab_size,
-        m1.manifest.columns.len() as i64,
-        2,
-        3,
-    );
+    let net = gru::exclusive(|lock| {
+        GruNet::new(
+            lock,
+            &vs.root(),
+            &m1.config,
+            m1.manifest.vocab_size,
+            m1.manifest.columns.len() as i64,
+            2,
+            3,
+        )
+    });
     vs.load(d.path().join("resaved.safetensors")).unwrap();
     let after = gru::predict_logits(&net, &data, &m1.norm, tch::Device::Cpu, 1024);
     assert_eq!(before.len(), data.len() * 6);
@@ -215,9 +259,9 @@ fn a_small_network_learns_a_planted_signal() {
         ..Default::default()
     };
     let norm = TabNorm::fit(&tr, &["a".into(), "b".into()]);
-    let (net, logs) = gru::seeded(1, 1, || {
+    let (net, logs) = gru::seeded(1, 1, |lock| {
         let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
-        let net = GruNet::new(&vs.root(), &cfg, 22, 2, 1, 1);
+        let net = GruNet::new(lock, &vs.root(), &cfg, 22, 2, 1, 1);
         let (logs, _) = gru::train(&mut vs, &net, &cfg, &tr, &tu, &norm, &mut |_| {}).unwrap();
         (net, logs)
     });

@@ -2,14 +2,8 @@
 //! Counts that a test compares against are derived independently from the raw files here.
 
 use crate::common::*;
-use ehr_risk::lake::{Lake, validate::validate};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-
-fn valid(lake: &Path) {
-    let v = validate(&Lake::open(lake).unwrap()).unwrap();
-    assert!(v.ok(), "{:?}", v.problems);
-}
 
 /// Distinct values of `key` in rows of a CSV (plain or gzip) where `filter` holds.
 fn csv_distinct(

@@ -13,6 +13,7 @@ fn ctx(known: &ehr_risk::ingest::SubjectSet) -> Ctx<'_> {
         max_event_time: i64::MAX,
         min_event_time: i64::MIN,
         known,
+        policy: &ehr_risk::ingest::NO_POLICY,
         file_id: 1,
         file: "p.ndjson",
     }

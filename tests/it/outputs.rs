@@ -104,6 +104,8 @@ fn scores_worklist_and_csv_account_for_every_prediction_time() {
     let mut r = csv::Reader::from_path(p.join("scores/worklist.csv")).unwrap();
     let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
     assert_eq!(rows.len() as u64, s.worklist);
+    // The checks below mean something only on a worklist with patients on it.
+    assert!(rows.len() >= 2, "the demo worklist has {} rows", rows.len());
     let risks: Vec<f64> = rows.iter().map(|x| x[3].parse().unwrap()).collect();
     assert!(risks.windows(2).all(|w| w[0] >= w[1]), "highest risk first");
     assert!(risks.iter().all(|r| *r >= 0.20));
@@ -354,16 +356,17 @@ fn report_renders_in_headless_chromium() {
         "histograms + ROC and calibration per output"
     );
     assert!(!html.contains("<script"), "self-contained, no scripts");
-    assert!(
-        !html.contains("http://") && !html.contains("https://") || !html.contains("src=\"http")
-    );
+    // Self-contained: nothing is loaded from elsewhere (citations may still link out).
+    for external in ["src=\"http", "<link ", "@import", "url(http"] {
+        assert!(!html.contains(external), "external resource: {external}");
+    }
     let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
         std::process::Command::new(c)
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success())
     }) else {
-        eprintln!("SKIP: chromium not found (scripts/setup.sh installs Debian's chromium)");
+        skip("chromium not found (scripts/setup.sh installs Debian's chromium)");
         return;
     };
     let d = tempfile::tempdir().unwrap();
@@ -420,7 +423,7 @@ fn the_analyst_notebook_executes() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("SKIP: notebook tools missing (scripts/setup.sh installs them into .pydeps)");
+        skip("notebook tools missing (scripts/setup.sh installs them into .pydeps)");
         return;
     }
     let out = std::process::Command::new("python3")

@@ -1,0 +1,183 @@
+//! Reading one input file: the reader its format names, over the export's lookups, feeding
+//! [`Chunk`]s to the driver's sink (NDJSON in parallel blocks of lines, CSV in parallel
+//! batches of rows, documents whole).
+
+use super::detect::{InputFile, InputSet};
+use super::driver::{IngestOptions, Reporter};
+use super::io::{LineBlocks, split_lines};
+use super::lookups::SetLookups;
+use super::tabular;
+use super::{
+    Chunk, Ctx, Format, IngestError, InputPolicy, fhir, meds, mimic, mimic3, omop, synthea,
+};
+use rayon::prelude::*;
+use std::path::Path;
+
+/// Read `f` of `set` into `sink`, under the input's policy.
+#[allow(clippy::too_many_arguments)]
+pub fn read_file(
+    f: &InputFile,
+    set: &InputSet,
+    lookups: &SetLookups,
+    opts: &IngestOptions,
+    policy: &InputPolicy,
+    known: &super::SubjectSet,
+    fid: u64,
+    label: &str,
+    reporter: &dyn Reporter,
+    sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    let ctx = Ctx {
+        time: opts.time,
+        max_event_time: opts.max_event_time,
+        min_event_time: opts.min_event_time,
+        known,
+        policy,
+        file_id: fid,
+        file: label,
+    };
+    match f.format {
+        Format::Fhir => read_fhir(&f.path, &ctx, &lookups.medications, opts, reporter, sink),
+        Format::Meds => {
+            let name = meds::dataset_name(&set.root);
+            meds::read_shard(&f.path, &name, &ctx, sink)
+        }
+        Format::Synthea => {
+            let req = synthea::required(&f.table, &tabular::read_header(&f.path)?);
+            tabular::stream(
+                &f.path,
+                label,
+                &req,
+                |row, c| synthea::convert(&f.table, &ctx, row, c),
+                sink,
+            )
+        }
+        Format::Omop => {
+            let o = lookups.omop.as_ref().expect("loaded for omop sets");
+            let req = omop::required(&f.table);
+            if f.people {
+                tabular::stream(
+                    &f.path,
+                    label,
+                    &req,
+                    |row, c| omop::person(o, &ctx, row, c),
+                    sink,
+                )
+            } else {
+                tabular::stream(
+                    &f.path,
+                    label,
+                    &req,
+                    |row, c| omop::convert(o, &f.table, &ctx, row, c),
+                    sink,
+                )
+            }
+        }
+        Format::Mimic => {
+            let m = lookups.mimic.as_ref().expect("loaded for mimic sets");
+            let req = mimic::TABLES
+                .iter()
+                .find(|t| t.0 == f.table)
+                .map(|t| t.1)
+                .unwrap_or(&[]);
+            if f.people && !lookups.descriptions.is_empty() {
+                let mut c = Chunk::default();
+                for (code, d) in &lookups.descriptions {
+                    c.describe(code, d);
+                }
+                sink(c)?;
+            }
+            tabular::stream(
+                &f.path,
+                label,
+                req,
+                |row, c| mimic::convert(m, &f.table, &ctx, row, c),
+                sink,
+            )
+        }
+        Format::Mimic3 => {
+            let m = lookups.mimic3.as_ref().expect("loaded for mimic3 sets");
+            if f.people && !lookups.descriptions.is_empty() {
+                let mut c = Chunk::default();
+                for (code, d) in &lookups.descriptions {
+                    c.describe(code, d);
+                }
+                sink(c)?;
+            }
+            tabular::stream(
+                &f.path,
+                label,
+                mimic3::required(&f.table),
+                |row, c| mimic3::convert(m, &f.table, &ctx, row, c),
+                sink,
+            )
+        }
+    }
+}
+
+pub fn read_fhir(
+    path: &Path,
+    ctx: &Ctx,
+    meds: &fhir::Medications,
+    opts: &IngestOptions,
+    reporter: &dyn Reporter,
+    sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let lines =
+        name.ends_with(".ndjson") || name.ends_with(".ndjson.gz") || name.ends_with(".jsonl");
+    if !lines {
+        use std::io::Read;
+        let mut text = String::new();
+        let mut r = super::io::open(path)?;
+        if let Err(e) = r.read_to_string(&mut text) {
+            let mut c = Chunk::default();
+            c.reject(
+                ctx.file,
+                1,
+                &text,
+                super::Reject::new("*", "truncated_gzip", "", format!("a complete file ({e})")),
+            );
+            return sink(c);
+        }
+        reporter.progress(text.len() as u64);
+        return sink(fhir::read_document(&text, ctx, meds));
+    }
+    let parts = rayon::current_num_threads() * 4;
+    let mut blocks = LineBlocks::new(super::io::open(path)?, opts.block_bytes);
+    while let Some(block) = blocks.next_block() {
+        let pieces = split_lines(&block, parts);
+        let chunks: Vec<Chunk> = pieces
+            .par_iter()
+            .map(|(line, data)| fhir::read_lines(data, *line, ctx, meds))
+            .collect();
+        let mut merged = Chunk::default();
+        for c in chunks {
+            merged.merge(c);
+        }
+        reporter.progress(block.data.len() as u64);
+        sink(merged)?;
+    }
+    if let Some(t) = blocks.truncation.take() {
+        let mut c = Chunk::default();
+        c.reject(
+            ctx.file,
+            t.line,
+            &t.partial,
+            super::Reject::new(
+                "*",
+                "truncated_gzip",
+                "",
+                format!(
+                    "a complete gzip stream; it broke off at this line ({})",
+                    t.error
+                ),
+            ),
+        );
+        sink(c)?;
+    }
+    Ok(())
+}
