@@ -93,6 +93,14 @@ pub fn prediction_times(task: &Task, events: &[Event]) -> Vec<i64> {
     }
 }
 
+/// Until when an event shows the person under observation: its time, or a stay's discharge.
+/// A medication's stop date or a condition's abatement is not follow-up: it is written when
+/// the drug stopped (or later), and nothing says the person was seen then.
+pub fn observed_until(e: &Event) -> Option<i64> {
+    let end = e.end_time.filter(|_| e.code.starts_with("ENCOUNTER//"));
+    e.time.max(end)
+}
+
 /// Label one subject (events sorted by time, static first). Returns rows and exclusions.
 pub fn label_subject(task: &Task, events: &[Event]) -> (Vec<LabelRow>, Vec<Exclusion>) {
     label_subject_until(task, events, None)
@@ -125,7 +133,7 @@ pub fn label_subject_until(
         .filter(|e| e.code != "MEDS_BIRTH")
         .filter_map(|e| e.time)
         .min();
-    let last_time = events.iter().filter_map(|e| e.time.max(e.end_time)).max();
+    let last_time = events.iter().filter_map(observed_until).max();
     let outcome_times: Vec<Vec<i64>> = task
         .outcomes
         .iter()
@@ -302,6 +310,37 @@ mod tests {
             LabelValue::False,
             "other outcomes are unaffected"
         );
+    }
+
+    /// Issue 10: follow-up is observation. A statin's stop date in 2030 (written when it
+    /// stopped) does not make 2017-2030 observed: the 5- and 10-year labels stay censored at
+    /// the last visit (2017), where the old `max(time, end_time)` made them `False`.
+    #[test]
+    fn a_stop_date_is_not_follow_up_but_a_discharge_is() {
+        let mut rx = ev("2014-06-01", "RXNORM//617312");
+        rx.end_time = Some(t("2030-01-01"));
+        let e = sorted(vec![
+            ev("1960-01-01", "MEDS_BIRTH"),
+            ev("2010-01-01", "ENCOUNTER//AMB"),
+            ev("2017-01-01", "ENCOUNTER//AMB"),
+            rx,
+        ]);
+        let (rows, _) = label_subject(&task(|_| {}), &e);
+        assert_eq!(
+            rows[0].values[0],
+            vec![
+                LabelValue::False,
+                LabelValue::Censored,
+                LabelValue::Censored
+            ]
+        );
+        // A stay that ends in 2020 is observation up to its discharge.
+        let mut stay = ev("2019-12-01", "ENCOUNTER//IMP");
+        stay.end_time = Some(t("2020-02-01"));
+        let mut e2 = e.clone();
+        e2.push(stay);
+        let (rows, _) = label_subject(&task(|_| {}), &sorted(e2));
+        assert_eq!(rows[0].values[0][1], LabelValue::False);
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub fn data_end(lake: &Lake) -> Result<i64, CohortError> {
             Ok(lake
                 .read_shard(i)?
                 .iter()
-                .filter_map(|e| e.time.max(e.end_time))
+                .filter_map(labels::observed_until)
                 .max()
                 .unwrap_or(i64::MIN))
         })

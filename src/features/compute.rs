@@ -352,9 +352,10 @@ pub fn features_at(
     for k in 0..c.spec.treatment.len() {
         let active = seen.iter().any(|&i| {
             let e = &events[i];
-            c.is_treatment(k, e)
-                && (vis.at(i).is_some_and(|a| a >= active_from)
-                    || e.end_time.is_some_and(|end| end >= t))
+            // Started (or refilled) within `active_days`. An end date is not used: at `t` an
+            // interval still open is open, and the stop date an export carries was written
+            // later, often because of the very event being predicted.
+            c.is_treatment(k, e) && vis.at(i).is_some_and(|a| a >= active_from)
         });
         row.push(active as u8 as f32);
     }

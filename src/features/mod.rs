@@ -411,7 +411,20 @@ pub fn perturb_after(
     let day = crate::cohort::labels::MICROS_PER_DAY;
     for (i, e) in events.iter().enumerate() {
         if visible.contains(&i) {
-            out.push(e.clone());
+            let mut x = e.clone();
+            // An end still ahead at `t` was written later: another one, or none yet. A stay
+            // open at `t` keeps an end after `t` (it is still open), anything else may lose it.
+            if let Some(end) = x.end_time {
+                let later = t + 1 + rng.range(0, 400) as i64 * day;
+                if x.code.starts_with("ENCOUNTER//") {
+                    if end > t {
+                        x.end_time = Some(later);
+                    }
+                } else if end >= t {
+                    x.end_time = if rng.chance(0.5) { None } else { Some(later) };
+                }
+            }
+            out.push(x);
             continue;
         }
         if rng.chance(0.3) {

@@ -238,6 +238,7 @@ impl ShardScorer<'_> {
     ) -> Vec<Assessment> {
         let m = &self.model.manifest;
         let hr = self.ref_h();
+        let ten_year = m.horizons_years[hr] == 10;
         let mut out: Vec<Assessment> = (0..d.len())
             .map(|r| {
                 let risk: BTreeMap<String, f64> = m
@@ -256,7 +257,13 @@ impl ShardScorer<'_> {
                 let e = &eqs[r];
                 let q = |n: &str| -> f64 {
                     match n {
-                        "ascvd_10y" => e.pce_ascvd_10y.clone().unwrap_or(any),
+                        // PCE where it applies; else the network's risk of MI or stroke,
+                        // and only when it is a 10-year risk (the guidelines' thresholds are).
+                        "ascvd_10y" => match &e.pce_ascvd_10y {
+                            Ok(p) => *p,
+                            Err(_) if ten_year => any,
+                            Err(_) => f64::NAN,
+                        },
                         "mi_10y" => risk.get("mi").copied().unwrap_or(f64::NAN),
                         "stroke_10y" => risk.get("stroke").copied().unwrap_or(f64::NAN),
                         "cha2ds2vasc" => {
@@ -278,13 +285,25 @@ impl ShardScorer<'_> {
                         n => get(n),
                     }
                 };
+                let mut recommendations = self.rules.recommend(&q);
+                if let Err(why) = &e.pce_ascvd_10y {
+                    // Say where a guideline's 10-year ASCVD threshold met the network's risk.
+                    for rec in recommendations
+                        .iter_mut()
+                        .filter(|x| x.triggered_by.contains_key("ascvd_10y"))
+                    {
+                        rec.text.push_str(&format!(
+                            " [10-year ASCVD risk from the network (MI or stroke): the Pooled Cohort Equations do not apply ({why})]"
+                        ));
+                    }
+                }
                 Assessment {
                     subject_id: d.keys[r].0,
                     prediction_time: d.keys[r].1,
                     age: get("age_years"),
                     any_risk: any,
                     tier: tier(any, &self.opts.tiers),
-                    recommendations: self.rules.recommend(&q),
+                    recommendations,
                     risk,
                     factors: BTreeMap::new(),
                     explained: false,

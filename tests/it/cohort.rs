@@ -358,6 +358,42 @@ fn discharge_dated_diagnosis_does_not_reach_a_prediction_inside_the_stay() {
     assert_eq!(after.0[af], 1.0, "after discharge it is");
 }
 
+/// Issue 10: a treatment's stop date is future information. A statin started 500 days before
+/// the prediction time is not active because the export, written later, says it stopped 30
+/// days after it (the old rule, `end_time >= t`, made it active).
+#[test]
+fn a_stop_date_written_later_does_not_make_a_treatment_active() {
+    let c = compiled();
+    let t = task(|_| {});
+    let mut rx = ev("2013-09-01", "RXNORM//617312");
+    rx.source = "fhir:MedicationRequest".into();
+    rx.end_time = Some(ts("2015-02-01"));
+    let mut events = vec![
+        ev("1950-01-01", "MEDS_BIRTH"),
+        ev("2010-01-01", "ENCOUNTER//AMB"),
+        rx.clone(),
+    ];
+    events.sort_by(|a, b| a.lake_cmp(b));
+    let cols = ehr_risk::features::compute::tabular_columns(&c, &t);
+    let statin = cols.iter().position(|x| x == "rx_statin").unwrap();
+    let at = |events: &[Event], when: &str| {
+        features_at(
+            events,
+            &Visibility::new(events),
+            ts(when),
+            &c,
+            &t,
+            &Vocab::default(),
+        )
+        .0[statin]
+    };
+    assert_eq!(at(&events, "2015-01-01"), 0.0, "started 487 days before");
+    assert_eq!(at(&events, "2014-06-01"), 1.0, "started within the year");
+    // The same with the stop date unknown (an export written at the time): same answer.
+    events.iter_mut().for_each(|e| e.end_time = None);
+    assert_eq!(at(&events, "2015-01-01"), 0.0);
+}
+
 mod leakage {
     use super::*;
     use proptest::prelude::*;
@@ -418,6 +454,10 @@ mod leakage {
                 e.visit_id = Some(format!("v{}", k % 4));
                 if code == "ENCOUNTER//IMP" {
                     e.end_time = Some(base + (d + len) * day);
+                }
+                // Prescriptions with a stop date, possibly long after they started.
+                if code == "RXNORM//617312" && diag {
+                    e.end_time = Some(base + (d + 40 * len) * day);
                 }
                 if diag && code.starts_with("ICD10CM") {
                     e.source = "fhir:Condition".into();

@@ -441,3 +441,35 @@ fn the_analyst_notebook_executes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 10: where a guideline's 10-year ASCVD threshold meets the network's risk because the
+/// Pooled Cohort Equations do not apply (age over 79, a missing input...), the recommendation
+/// says so; where PCE applies, it does not.
+#[test]
+fn recommendations_say_when_the_ascvd_risk_is_the_networks() {
+    let p = outputs();
+    let mut r = csv::Reader::from_path(p.join("scores/scores.csv")).unwrap();
+    let h = r.headers().unwrap().clone();
+    let idx = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let (pce, recs) = (idx("pce_ascvd_10y"), idx("recommendations"));
+    let note = "[10-year ASCVD risk from the network";
+    let (mut noted, mut pce_rows) = (0, 0);
+    for row in r.records() {
+        let row = row.unwrap();
+        if row[recs].contains(note) {
+            assert!(
+                row[pce].is_empty(),
+                "PCE applies yet the note: {}",
+                &row[recs]
+            );
+            noted += 1;
+        }
+        if !row[pce].is_empty() {
+            pce_rows += 1;
+        }
+    }
+    assert!(
+        noted > 0 && pce_rows > 0,
+        "noted {noted}, pce rows {pce_rows}"
+    );
+}
