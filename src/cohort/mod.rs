@@ -32,6 +32,16 @@ pub enum CohortError {
     Spec(#[from] spec::SpecError),
     #[error("{path}: {err}")]
     Io { path: String, err: std::io::Error },
+    /// A cohort used with another lake or task than the one it was made from.
+    #[error(
+        "cohort {path} was made from {what} {made}, not {given}: run `ehr-risk cohort` again on this lake and task"
+    )]
+    Mismatch {
+        path: String,
+        what: &'static str,
+        made: String,
+        given: String,
+    },
 }
 
 /// Counts for one outcome x horizon x split.
@@ -63,7 +73,7 @@ pub struct CohortSummary {
 pub fn data_end(lake: &Lake) -> Result<i64, CohortError> {
     let ends: Vec<Result<i64, CohortError>> = (0..lake.manifest.shards)
         .into_par_iter()
-        .filter(|&i| lake.shard_path(i).exists())
+        .filter(|i| lake.shard_indices().contains(i))
         .map(|i| {
             Ok(lake
                 .read_shard(i)?
@@ -162,7 +172,7 @@ pub fn run(lake_dir: &Path, task: &Task, out: &Path) -> Result<CohortSummary, Co
     let data_end = data_end(&lake)?;
     let results: Vec<Result<ShardResult, CohortError>> = (0..lake.manifest.shards)
         .into_par_iter()
-        .filter(|&i| lake.shard_path(i).exists())
+        .filter(|i| lake.shard_indices().contains(i))
         .map(|i| -> Result<ShardResult, CohortError> {
             let events = lake.read_shard(i)?;
             let mut r = ShardResult {
@@ -330,6 +340,43 @@ pub fn run(lake_dir: &Path, task: &Task, out: &Path) -> Result<CohortSummary, Co
     }
     let sp = out.join("summary.json");
     std::fs::write(&sp, serde_json::to_string_pretty(&s).expect("json")).map_err(io(&sp))?;
+    Ok(s)
+}
+
+/// A cohort's `summary.json`.
+pub fn read_summary(dir: &Path) -> Result<CohortSummary, CohortError> {
+    let p = dir.join("summary.json");
+    let text = std::fs::read_to_string(&p).map_err(io(&p))?;
+    serde_json::from_str(&text).map_err(|e| CohortError::Io {
+        path: p.display().to_string(),
+        err: std::io::Error::other(e),
+    })
+}
+
+/// Refuse a cohort made from another lake (content fingerprint) or another task (hash).
+pub fn check_made_from(
+    dir: &Path,
+    lake_fingerprint: &str,
+    task_hash: &str,
+) -> Result<CohortSummary, CohortError> {
+    let s = read_summary(dir)?;
+    let path = dir.display().to_string();
+    if s.lake_fingerprint != lake_fingerprint {
+        return Err(CohortError::Mismatch {
+            path,
+            what: "the lake with fingerprint",
+            made: s.lake_fingerprint,
+            given: lake_fingerprint.to_string(),
+        });
+    }
+    if s.task_hash != task_hash {
+        return Err(CohortError::Mismatch {
+            path,
+            what: "the task with hash",
+            made: format!("{} ({})", s.task_hash, s.task),
+            given: task_hash.to_string(),
+        });
+    }
     Ok(s)
 }
 

@@ -24,8 +24,11 @@ pub enum ExitStatus {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     if let Some(t) = cli.global.threads {
+        if t == 0 {
+            anyhow::bail!("--threads 0: must be at least 1 (leave it out for one per core)");
+        }
         let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(t.max(1))
+            .num_threads(t)
             .build_global();
     }
     let quiet = cli.global.quiet > 0;

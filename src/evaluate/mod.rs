@@ -225,6 +225,7 @@ pub fn with_model(
 ) -> Result<Vec<Evaluation>, crate::model::bundle::ModelError> {
     use crate::model::equations::{Row, on_features};
     let fm = model.check_features(features)?;
+    crate::cohort::check_made_from(cohort, &fm.lake_fingerprint, &fm.task_hash)?;
     let split_owned = split.to_string();
     let d =
         crate::model::data::read_all(features, &fm.columns, &move |_, _, sp| sp == split_owned)?;

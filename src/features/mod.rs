@@ -37,6 +37,8 @@ pub enum FeatureError {
     Cohort { path: String, message: String },
     #[error("{path}: {err}")]
     Io { path: String, err: std::io::Error },
+    #[error(transparent)]
+    CohortMismatch(#[from] crate::cohort::CohortError),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -146,6 +148,7 @@ pub fn run(
     out: &Path,
 ) -> Result<FeatureManifest, FeatureError> {
     let lake = Lake::open(lake_dir)?;
+    crate::cohort::check_made_from(cohort_dir, &lake_fingerprint(&lake), &task.hash)?;
     let codes = write::read_codes(&lake.root.join("metadata/codes.parquet"))?;
     let parents = write::read_code_parents(&lake.root.join("metadata/codes.parquet"))?;
     let spec_hash = spec.hash();
@@ -343,6 +346,7 @@ pub fn audit(
     seed: u64,
 ) -> Result<(usize, Vec<String>), FeatureError> {
     let lake = Lake::open(lake_dir)?;
+    crate::cohort::check_made_from(cohort_dir, &lake_fingerprint(&lake), &task.hash)?;
     let codes = write::read_codes(&lake.root.join("metadata/codes.parquet"))?;
     let parents = write::read_code_parents(&lake.root.join("metadata/codes.parquet"))?;
     let task = &task.with_descendants(&parents);

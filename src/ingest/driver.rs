@@ -227,8 +227,11 @@ impl Router {
 
 /// What merging one shard produced.
 struct ShardOutcome {
+    shard: usize,
     removed: HashMap<u64, u64>,
     written: u64,
+    /// Events in the shard file as written.
+    total: u64,
     codes: Vec<String>,
 }
 
@@ -461,8 +464,10 @@ pub fn run(
                 let codes = codes.into_iter().map(String::from).collect();
                 write::write_events(&target, &events)?;
                 Ok(ShardOutcome {
+                    shard: i,
                     removed,
                     written: (events.len() - existing) as u64,
+                    total: events.len() as u64,
                     codes,
                 })
             },
@@ -470,6 +475,7 @@ pub fn run(
         .collect::<Vec<_>>();
     for o in outcomes {
         let o = o?;
+        lake.manifest.shard_rows.insert(o.shard, o.total);
         for (fid, n) in o.removed {
             *dup_by_file.entry(fid).or_default() += n;
         }

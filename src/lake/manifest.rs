@@ -15,6 +15,10 @@ pub struct Manifest {
     pub shards: usize,
     pub inputs: Vec<InputRecord>,
     pub runs: Vec<RunRecord>,
+    /// Events in each shard file, as committed: a deleted or truncated shard is an error when
+    /// read, not an empty shard. (Lakes written before this have none recorded.)
+    #[serde(default)]
+    pub shard_rows: std::collections::BTreeMap<usize, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -61,6 +65,7 @@ impl Manifest {
             shards,
             inputs: Vec::new(),
             runs: Vec::new(),
+            shard_rows: Default::default(),
         }
     }
     pub fn has_hash(&self, sha: &str) -> bool {

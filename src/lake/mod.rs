@@ -107,20 +107,59 @@ impl Lake {
         self.root.join(Lake::shard_rel(i))
     }
 
-    /// All events of one shard (empty if the shard does not exist yet).
+    /// All events of one shard: empty if the shard was never written; an error if the
+    /// manifest records events in it and the file is missing or holds another number of rows.
     pub fn read_shard(&self, i: usize) -> Result<Vec<Event>, LakeError> {
         let p = self.shard_path(i);
+        let recorded = self.manifest.shard_rows.get(&i).copied();
         if !p.exists() {
-            return Ok(Vec::new());
+            return match recorded {
+                Some(n) if n > 0 => Err(LakeError::Corrupt {
+                    path: p,
+                    message: format!(
+                        "missing: the manifest records {n} events in this shard (restore it from a backup, or rebuild the lake)"
+                    ),
+                }),
+                _ => Ok(Vec::new()),
+            };
         }
-        read_events(&p)
+        let events = read_events(&p)?;
+        if let Some(n) = recorded
+            && n != events.len() as u64
+        {
+            return Err(LakeError::Corrupt {
+                path: p,
+                message: format!(
+                    "holds {} events, the manifest records {n}: truncated or altered outside ehr-risk",
+                    events.len()
+                ),
+            });
+        }
+        Ok(events)
     }
 
-    /// Shard files present, in order.
-    pub fn shard_files(&self) -> Vec<PathBuf> {
+    /// The shards that hold events (present, or recorded in the manifest), in order.
+    pub fn shard_indices(&self) -> Vec<usize> {
         (0..self.manifest.shards)
-            .map(|i| self.shard_path(i))
-            .filter(|p| p.exists())
+            .filter(|&i| self.shard_path(i).exists() || self.manifest.shard_rows.contains_key(&i))
+            .collect()
+    }
+
+    /// Shard files, in order; an error if one the manifest records is missing.
+    pub fn shard_files(&self) -> Result<Vec<PathBuf>, LakeError> {
+        self.shard_indices()
+            .into_iter()
+            .map(|i| {
+                let p = self.shard_path(i);
+                match (p.exists(), self.manifest.shard_rows.get(&i)) {
+                    (false, Some(&n)) if n > 0 => Err(LakeError::Corrupt {
+                        path: p,
+                        message: format!("missing: the manifest records {n} events in this shard"),
+                    }),
+                    _ => Ok(p),
+                }
+            })
+            .filter(|r| r.as_ref().map_or(true, |p| p.exists()))
             .collect()
     }
 }

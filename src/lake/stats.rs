@@ -43,7 +43,7 @@ pub fn stats(lake: &Lake, top: usize) -> Result<Stats, LakeError> {
             *rejected.entry(k.clone()).or_default() += v;
         }
     }
-    let files = lake.shard_files();
+    let files = lake.shard_files()?;
     if files.is_empty() {
         return Ok(Stats {
             events: 0,

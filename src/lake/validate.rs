@@ -3,7 +3,8 @@
 //! are exactly the lake schema; each subject lives in one shard, the shard its id hashes to,
 //! with its rows contiguous and sorted by time (nulls first); no exact duplicate events; every
 //! code is in `metadata/codes.parquet`; every subject has a split; the manifest's row counts add
-//! up; every quarantine file the manifest names exists.
+//! up; every quarantine file the manifest names exists; every shard the manifest records is
+//! there with the number of events it records.
 
 use super::write::{read_codes, read_splits};
 use super::{Lake, LakeError, shard_of};
@@ -33,7 +34,14 @@ pub fn validate(lake: &Lake) -> Result<Validation, LakeError> {
     let codes = read_codes(&lake.root.join("metadata/codes.parquet"))?;
     let mut missing_codes: HashSet<String> = HashSet::new();
     for (i, p) in (0..lake.manifest.shards).map(|i| (i, lake.shard_path(i))) {
+        let recorded = lake.manifest.shard_rows.get(&i).copied();
         if !p.exists() {
+            if let Some(n) = recorded.filter(|&n| n > 0) {
+                v.problems.push(format!(
+                    "{}: missing; the manifest records {n} events in it",
+                    p.display()
+                ));
+            }
             continue;
         }
         v.shards += 1;
@@ -66,6 +74,17 @@ pub fn validate(lake: &Lake) -> Result<Validation, LakeError> {
             ));
         }
         let events = super::read_events(&p)?;
+        match recorded {
+            Some(n) if n != events.len() as u64 => v.problems.push(format!(
+                "{}: holds {} events, the manifest records {n}",
+                p.display(),
+                events.len()
+            )),
+            None if !lake.manifest.shard_rows.is_empty() => v
+                .problems
+                .push(format!("{}: not recorded in the manifest", p.display())),
+            _ => {}
+        }
         let mut prev: Option<&crate::schema::Event> = None;
         let mut closed: HashSet<i64> = HashSet::new();
         for e in &events {

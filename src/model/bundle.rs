@@ -222,6 +222,9 @@ pub fn train(
             ),
         });
     }
+    cfg.validate().map_err(ModelError::Train)?;
+    // The cohort must be the one the features were built from (same lake, same task).
+    crate::cohort::check_made_from(cohort, &fm.lake_fingerprint, &fm.task_hash)?;
     let device = cfg.device().map_err(ModelError::Train)?;
     let outputs = output_names(task);
     let (tr, tu) = training_data(features, cohort, &outputs, &fm.columns, fm.rows, &cfg)?;

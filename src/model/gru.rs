@@ -78,6 +78,80 @@ impl Default for GruConfig {
 }
 
 impl GruConfig {
+    /// Check every hyper-parameter once, before training: the message states the rule that
+    /// was broken and the value that broke it (nothing is quietly turned into something else).
+    pub fn validate(&self) -> Result<(), String> {
+        let mut broken = Vec::new();
+        let mut rule = |ok: bool, what: String| {
+            if !ok {
+                broken.push(what);
+            }
+        };
+        rule(
+            self.embed_dim >= 1,
+            format!("embed_dim must be >= 1 (got {})", self.embed_dim),
+        );
+        rule(
+            self.hidden >= 1,
+            format!("hidden must be >= 1 (got {})", self.hidden),
+        );
+        rule(
+            self.head_hidden >= 1,
+            format!("head_hidden must be >= 1 (got {})", self.head_hidden),
+        );
+        rule(
+            (0.0..1.0).contains(&self.dropout),
+            format!("dropout must be in [0, 1) (got {})", self.dropout),
+        );
+        rule(
+            self.learning_rate > 0.0 && self.learning_rate.is_finite(),
+            format!("learning_rate must be > 0 (got {})", self.learning_rate),
+        );
+        rule(
+            self.weight_decay >= 0.0 && self.weight_decay.is_finite(),
+            format!("weight_decay must be >= 0 (got {})", self.weight_decay),
+        );
+        rule(
+            self.batch_size >= 1,
+            format!("batch_size must be >= 1 (got {})", self.batch_size),
+        );
+        rule(
+            self.max_epochs >= 1,
+            format!("max_epochs must be >= 1 (got {})", self.max_epochs),
+        );
+        rule(
+            self.patience >= 1,
+            format!("patience must be >= 1 (got {})", self.patience),
+        );
+        rule(
+            self.grad_clip > 0.0 && self.grad_clip.is_finite(),
+            format!("grad_clip must be > 0 (got {})", self.grad_clip),
+        );
+        rule(
+            self.length_buckets >= 1,
+            format!("length_buckets must be >= 1 (got {})", self.length_buckets),
+        );
+        rule(
+            self.pos_weight_power >= 0.0 && self.pos_weight_power.is_finite(),
+            format!(
+                "pos_weight_power must be >= 0 (got {})",
+                self.pos_weight_power
+            ),
+        );
+        rule(
+            self.threads >= 0,
+            format!(
+                "threads must be >= 0, 0 meaning one per core (got {})",
+                self.threads
+            ),
+        );
+        if broken.is_empty() {
+            self.device().map(|_| ())
+        } else {
+            Err(format!("GRU configuration: {}", broken.join("; ")))
+        }
+    }
+
     pub fn device(&self) -> Result<Device, String> {
         match self.device.as_str() {
             "cpu" => Ok(Device::Cpu),

@@ -541,3 +541,33 @@ fn audit_command_on_the_demo_finds_no_leak() {
     assert_eq!(m["vocab_learned_on"], "train");
     assert!(m["rows"].as_u64().unwrap() > 1000);
 }
+
+/// Issue 10: stages check each other. Features refuse a cohort made from another lake (the
+/// lake changed since: a new export was ingested) or from another task, saying what differs.
+#[test]
+fn features_refuse_a_cohort_of_another_lake_or_task() {
+    let d = tempfile::tempdir().unwrap();
+    let lake = d.path().join("lake");
+    ingest(&lake, &[demo().join("fhir")]);
+    let other = task(|s| s.window.min_age = 40.0);
+    let task = Task::load("mi_stroke").unwrap();
+    let cohort = d.path().join("cohort");
+    ehr_risk::cohort::run(&lake, &task, &cohort).unwrap();
+    let spec = ehr_risk::features::spec::FeatureSpec::builtin;
+    // Another task (same lake): refused.
+    let e = ehr_risk::features::run(&lake, &cohort, &other, spec(), &d.path().join("f1"))
+        .expect_err("refused");
+    assert!(e.to_string().contains("the task with hash"), "{e}");
+    // The lake moved on: refused, and the message says what to do.
+    ingest(&lake, &[demo().join("synthea")]);
+    let e = ehr_risk::features::run(&lake, &cohort, &task, spec(), &d.path().join("f2"))
+        .expect_err("refused");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("the lake with fingerprint") && msg.contains("ehr-risk cohort"),
+        "{msg}"
+    );
+    // A fresh cohort of the same lake is accepted.
+    ehr_risk::cohort::run(&lake, &task, &cohort).unwrap();
+    ehr_risk::features::run(&lake, &cohort, &task, spec(), &d.path().join("f3")).unwrap();
+}

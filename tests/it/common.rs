@@ -68,7 +68,7 @@ impl LakeView {
     pub fn load(dir: &Path) -> LakeView {
         let lake = Lake::open(dir).expect("lake opens");
         let mut events = Vec::new();
-        for p in lake.shard_files() {
+        for p in lake.shard_files().expect("shards present") {
             events.extend(read_events(&p).expect("shard reads"));
         }
         let identities =

@@ -419,3 +419,40 @@ fn corrupted_or_mismatched_model_directories_are_refused() {
     .expect_err("refused");
     assert!(e.to_string().contains("mi_7y"), "{e}");
 }
+
+/// Issue 10: configuration is checked once and refused with the rule it breaks (a batch size
+/// of 0 used to become 1 quietly); `--threads 0` likewise.
+#[test]
+fn a_bad_configuration_is_refused_with_the_rule_it_breaks() {
+    assert!(small_config(1).validate().is_ok());
+    let bad = GruConfig {
+        batch_size: 0,
+        dropout: 1.5,
+        ..small_config(1)
+    };
+    let e = bad.validate().unwrap_err();
+    assert!(
+        e.contains("batch_size must be >= 1 (got 0)")
+            && e.contains("dropout must be in [0, 1) (got 1.5)"),
+        "{e}"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let p = pipeline();
+    let r = bundle::train(
+        &p.join("features"),
+        &p.join("cohort"),
+        &Task::load("mi_stroke").unwrap(),
+        bad,
+        &d.path().join("m"),
+        &mut |_| {},
+    );
+    assert!(matches!(r, Err(ModelError::Train(m)) if m.contains("batch_size")));
+    assert!(!d.path().join("m/model.json").exists());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ehr-risk"))
+        .args(["lake", "stats", "--threads", "0"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--threads 0: must be at least 1"));
+}

@@ -195,6 +195,7 @@ fn validate_catches_a_broken_lake() {
     let l = Lake::open(&lake).unwrap();
     let p = l
         .shard_files()
+        .unwrap()
         .into_iter()
         .max_by_key(|p| std::fs::metadata(p).unwrap().len())
         .unwrap();
@@ -207,4 +208,46 @@ fn validate_catches_a_broken_lake() {
         "{:?}",
         v.problems
     );
+}
+
+/// Issue 10: a deleted or truncated shard is an error, not an empty shard; `lake validate`
+/// finds both, and every stage reading the lake refuses it naming the file.
+#[test]
+fn a_missing_or_truncated_shard_is_an_error_not_an_empty_shard() {
+    let d = tempfile::tempdir().unwrap();
+    let lake = d.path().join("lake");
+    ingest(&lake, &[demo()]);
+    let l = Lake::open(&lake).unwrap();
+    assert!(validate(&l).unwrap().ok());
+    let files = l.shard_files().unwrap();
+    assert!(files.len() >= 2);
+    let task = ehr_risk::cohort::spec::Task::load("mi_stroke").unwrap();
+    // Truncated: one event fewer than the manifest records.
+    let original = ehr_risk::lake::read_events(&files[0]).unwrap();
+    let mut ev = original.clone();
+    ev.pop();
+    ehr_risk::lake::write::write_events(&files[0], &ev).unwrap();
+    let v = validate(&l).unwrap();
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.contains("the manifest records")),
+        "{:?}",
+        v.problems
+    );
+    let e = ehr_risk::cohort::run(&lake, &task, &d.path().join("c1")).unwrap_err();
+    assert!(e.to_string().contains("truncated or altered"), "{e}");
+    // Missing (the truncated one restored).
+    ehr_risk::lake::write::write_events(&files[0], &original).unwrap();
+    assert!(validate(&l).unwrap().ok());
+    std::fs::remove_file(&files[1]).unwrap();
+    let v = validate(&l).unwrap();
+    assert!(
+        v.problems.iter().any(|p| p.contains("missing")),
+        "{:?}",
+        v.problems
+    );
+    let e = ehr_risk::cohort::run(&lake, &task, &d.path().join("c2")).unwrap_err();
+    assert!(e.to_string().contains("missing"), "{e}");
+    assert!(l.shard_files().is_err());
 }
