@@ -373,7 +373,7 @@ pub fn audit(
         let subjects: HashMap<i64, &[crate::schema::Event]> = by_subject(&events)
             .map(|ev| (ev[0].subject_id, ev))
             .collect();
-        for (s, t, _) in rows.iter().filter(|_| pick.chance(0.3)) {
+        for (row, (s, t, _)) in rows.iter().enumerate().filter(|_| pick.chance(0.3)) {
             if checked >= sample {
                 break;
             }
@@ -389,9 +389,9 @@ pub fn audit(
                 &vocab,
             );
             if !same_features(&before, &after) {
+                // Where to look (cohort shard and row), never who or when.
                 problems.push(format!(
-                    "subject {s} at {}: features changed when only later events changed",
-                    crate::ingest::time::format_micros(*t)
+                    "cohort shard {i} row {row}: features changed when only later events changed"
                 ));
             }
             checked += 1;

@@ -87,13 +87,13 @@ pub fn validate(lake: &Lake) -> Result<Validation, LakeError> {
         }
         let mut prev: Option<&crate::schema::Event> = None;
         let mut closed: HashSet<i64> = HashSet::new();
-        for e in &events {
+        // Problems name the file and the row (0-based, in file order): where to look, never who.
+        for (row, e) in events.iter().enumerate() {
             v.events += 1;
             if shard_of(e.subject_id, lake.manifest.shards) != i {
                 v.problems.push(format!(
-                    "{}: subject {} belongs in shard {}",
+                    "{} row {row}: the subject belongs in shard {}",
                     p.display(),
-                    e.subject_id,
                     shard_of(e.subject_id, lake.manifest.shards)
                 ));
             }
@@ -105,9 +105,8 @@ pub fn validate(lake: &Lake) -> Result<Validation, LakeError> {
                     closed.insert(pv.subject_id);
                     if closed.contains(&e.subject_id) {
                         v.problems.push(format!(
-                            "{}: subject {} is not contiguous",
-                            p.display(),
-                            e.subject_id
+                            "{} row {row}: the subject's rows are not contiguous",
+                            p.display()
                         ));
                     }
                 } else {
@@ -118,16 +117,14 @@ pub fn validate(lake: &Lake) -> Result<Validation, LakeError> {
                     };
                     if !ordered {
                         v.problems.push(format!(
-                            "{}: subject {} rows not sorted by time (nulls first)",
-                            p.display(),
-                            e.subject_id
+                            "{} row {row}: the subject's rows are not sorted by time (nulls first)",
+                            p.display()
                         ));
                     }
                     if pv.same_fact(e) {
                         v.problems.push(format!(
-                            "{}: subject {} has an exact duplicate event ({})",
+                            "{} row {row}: an exact duplicate of the row before ({})",
                             p.display(),
-                            e.subject_id,
                             e.code
                         ));
                     }
@@ -137,8 +134,8 @@ pub fn validate(lake: &Lake) -> Result<Validation, LakeError> {
                 && other != i
             {
                 v.problems.push(format!(
-                    "subject {} is in shards {} and {}",
-                    e.subject_id, other, i
+                    "{} row {row}: a subject also in shard {other}",
+                    p.display()
                 ));
             }
             prev = Some(e);

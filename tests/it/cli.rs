@@ -153,3 +153,131 @@ fn a_closed_stdout_pipe_exits_0() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 10: no subject ids or source identifiers in terminal output. Every subcommand runs on
+/// a synthetic population whose ids we know (the lake's subject ids and every source id in its
+/// subject map), with `-v`, and neither stdout nor stderr names one of them.
+#[test]
+fn no_subcommand_prints_a_subject_or_source_identifier() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |x: &str| d.path().join(x).display().to_string();
+    let mut all = String::new();
+    let mut run = |args: &[&str]| {
+        let out = bin().arg("-v").args(args).output().unwrap();
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        );
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{args:?}: {e}");
+        all.push_str(&o);
+        all.push_str(&e);
+    };
+    run(&[
+        "synth",
+        "--patients",
+        "300",
+        "--seed",
+        "5",
+        "--out",
+        &p("in"),
+    ]);
+    run(&[
+        "ingest",
+        "--lake",
+        &p("lake"),
+        &p("in/hospital_fhir"),
+        &p("in/clinic_omop"),
+        &p("in/synthea_csv"),
+    ]);
+    run(&["lake", "stats", &p("lake")]);
+    run(&["lake", "validate", &p("lake")]);
+    run(&[
+        "cohort",
+        "--lake",
+        &p("lake"),
+        "--task",
+        "mi_stroke",
+        "--out",
+        &p("cohort"),
+    ]);
+    run(&[
+        "features",
+        "--lake",
+        &p("lake"),
+        "--cohort",
+        &p("cohort"),
+        "--out",
+        &p("features"),
+    ]);
+    run(&[
+        "audit",
+        "--lake",
+        &p("lake"),
+        "--cohort",
+        &p("cohort"),
+        "--sample",
+        "50",
+    ]);
+    std::fs::write(
+        d.path().join("gru.json"),
+        r#"{"embed_dim": 4, "hidden": 8, "head_hidden": 8, "max_epochs": 1, "threads": 1}"#,
+    )
+    .unwrap();
+    run(&[
+        "train",
+        "--features",
+        &p("features"),
+        "--cohort",
+        &p("cohort"),
+        "--out",
+        &p("model"),
+        "--config",
+        &p("gru.json"),
+    ]);
+    run(&[
+        "evaluate",
+        "--model",
+        &p("model"),
+        "--features",
+        &p("features"),
+        "--cohort",
+        &p("cohort"),
+        "--truth",
+        &p("in/truth/risk.parquet"),
+        "--bootstrap",
+        "5",
+        "--out",
+        &p("evaluation"),
+    ]);
+    run(&[
+        "score",
+        "--model",
+        &p("model"),
+        "--features",
+        &p("features"),
+        "--out",
+        &p("scores"),
+        "--csv",
+    ]);
+    run(&[
+        "report",
+        "--scores",
+        &p("scores"),
+        "--evaluation",
+        &p("evaluation"),
+        "--cohort",
+        &p("cohort"),
+        "--out",
+        &p("report.html"),
+    ]);
+    let v = LakeView::load(&d.path().join("lake"));
+    assert!(v.identities.len() >= 300);
+    for id in &v.identities {
+        assert!(
+            !all.contains(&id.subject_id.to_string()),
+            "a subject id is in the output"
+        );
+        assert!(!all.contains(&id.value), "a source id is in the output");
+    }
+    assert!(all.contains("leakage audit"), "the commands ran: {all}");
+}
