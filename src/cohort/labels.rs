@@ -134,14 +134,20 @@ pub fn label_subject_until(
         .filter_map(|e| e.time)
         .min();
     let last_time = events.iter().filter_map(observed_until).max();
-    let outcome_times: Vec<Vec<i64>> = task
+    // Per outcome: (event time, availability). Whether the outcome happens within a horizon is
+    // a matter of its time; whether it is *prior* (known at the prediction time) of when it was
+    // available, the clock the features use: an MI coded at the discharge of the stay that is
+    // under way at `t` is neither prior nor, since it began before `t`, a future outcome.
+    let vis = super::availability::Visibility::new(events);
+    let outcome_times: Vec<Vec<(i64, i64)>> = task
         .outcomes
         .iter()
         .map(|o| {
             events
                 .iter()
-                .filter(|e| o.matches(e))
-                .filter_map(|e| e.time)
+                .enumerate()
+                .filter(|(_, e)| o.matches(e))
+                .filter_map(|(i, e)| Some((e.time?, vis.at(i)?)))
                 .collect()
         })
         .collect();
@@ -172,7 +178,7 @@ pub fn label_subject_until(
         let before = |x: i64| if w.same_time_is_future { x < t } else { x <= t };
         let prior: Vec<bool> = outcome_times
             .iter()
-            .map(|ts| ts.iter().any(|&x| before(x)))
+            .map(|ts| ts.iter().any(|&(_, avail)| before(avail)))
             .collect();
         let values = outcome_times
             .iter()
@@ -188,7 +194,7 @@ pub fn label_subject_until(
                         if data_end.is_some_and(|d| d < end) {
                             return LabelValue::Censored;
                         }
-                        if ts.iter().any(|&x| !before(x) && x <= end) {
+                        if ts.iter().any(|&(x, _)| !before(x) && x <= end) {
                             LabelValue::True
                         } else if death.is_some_and(|d| d < end)
                             || last_time.is_some_and(|l| l < end)
@@ -341,6 +347,32 @@ mod tests {
         e2.push(stay);
         let (rows, _) = label_subject(&task(|_| {}), &sorted(e2));
         assert_eq!(rows[0].values[0][1], LabelValue::False);
+    }
+
+    /// Issue 10: labels and features use the same clock. An MI coded for a stay (dated at the
+    /// admission, OMOP-style) is not *prior* at a time inside the stay, where features cannot
+    /// see it either; after the discharge it is. The old flag used the event's own time.
+    #[test]
+    fn prior_flags_use_availability_like_features() {
+        let mut stay = ev("2015-01-02", "ENCOUNTER//IMP");
+        stay.end_time = Some(t("2015-01-10"));
+        stay.visit_id = Some("h1".into());
+        let mut mi = ev("2015-01-02", "ICD10CM//I21.4");
+        mi.source = "omop:condition_occurrence".into();
+        mi.visit_id = Some("h1".into());
+        let mut e = base();
+        e.extend([stay, mi]);
+        let e = sorted(e);
+        let at = |when: &'static str| task(move |s| s.prediction_times.start = when.into());
+        let (rows, _) = label_subject(&at("2015-01-05"), &e);
+        assert!(!rows[0].prior[0], "inside the stay the MI is not yet known");
+        assert_eq!(
+            rows[0].values[0][0],
+            LabelValue::False,
+            "nor is it a future outcome: it began before the time"
+        );
+        let (rows, _) = label_subject(&at("2015-02-01"), &e);
+        assert!(rows[0].prior[0], "after the discharge it is prior");
     }
 
     #[test]

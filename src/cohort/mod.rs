@@ -6,6 +6,7 @@
 //! (counts, prevalence, censored, excluded by reason, per split) and `manifest.json` (task hash,
 //! lake fingerprint). Shards are labelled in parallel, one lake shard per worker at a time.
 
+pub mod availability;
 pub mod labels;
 pub mod spec;
 

@@ -1,89 +1,16 @@
 //! Point-in-time features for one subject at one prediction time: a pure function of the
 //! subject's events, the time and the learned vocabulary/normalisation. The one rule that keeps
-//! leakage out lives in [`Visibility`]: an event is seen only if it was *available* before the
+//! leakage out lives in [`Visibility`] (shared with the labels' prior-outcome flags): an event is seen only if it was *available* before the
 //! prediction time (at it, if the task says same-time events are past), where a diagnosis coded
 //! for an inpatient stay becomes available at the stay's discharge. Nothing else in this module
 //! looks at an event's time directly.
 
 use super::spec::{Compiled, rules_match};
+pub use crate::cohort::availability::Visibility;
 use crate::cohort::labels::{MICROS_PER_DAY, MICROS_PER_YEAR};
 use crate::cohort::spec::Task;
 use crate::schema::Event;
 use std::collections::{BTreeMap, HashMap};
-
-/// Sources whose events are diagnoses (coded for a stay, possibly dated at its discharge).
-const DIAGNOSIS_SOURCES: [&str; 5] = [
-    "fhir:Condition",
-    "synthea:conditions",
-    "omop:condition_occurrence",
-    "mimic:diagnoses_icd",
-    "mimic3:diagnoses_icd",
-];
-
-/// When each event became available, for one subject.
-pub struct Visibility {
-    /// `None` for static facts (always visible).
-    avail: Vec<Option<i64>>,
-}
-
-impl Visibility {
-    pub fn new(events: &[Event]) -> Visibility {
-        // Stays by visit id: (admission, discharge). A diagnosis belongs to a stay of its visit
-        // that contains its time; only such stays (which began no later than the diagnosis)
-        // can delay it, so events after a prediction time never change what is seen before it.
-        let mut stays: HashMap<&str, Vec<(i64, i64)>> = HashMap::new();
-        for e in events.iter().filter(|e| e.code == "ENCOUNTER//IMP") {
-            if let (Some(v), Some(start)) = (e.visit_id.as_deref(), e.time) {
-                stays
-                    .entry(v)
-                    .or_default()
-                    .push((start, e.end_time.unwrap_or(start)));
-            }
-        }
-        let avail = events
-            .iter()
-            .map(|e| {
-                let t = e.time?;
-                if !DIAGNOSIS_SOURCES.contains(&e.source.as_ref()) {
-                    return Some(t);
-                }
-                let end = e
-                    .visit_id
-                    .as_deref()
-                    .and_then(|v| stays.get(v))
-                    .and_then(|ss| {
-                        ss.iter()
-                            .filter(|(a, b)| *a <= t && t <= *b)
-                            .map(|(_, b)| *b)
-                            .max()
-                    });
-                Some(end.map_or(t, |end| t.max(end)))
-            })
-            .collect();
-        Visibility { avail }
-    }
-
-    /// Availability time of event `i` (None: static).
-    pub fn at(&self, i: usize) -> Option<i64> {
-        self.avail[i]
-    }
-
-    /// Indices of the events visible at `t`, in order.
-    pub fn visible(&self, t: i64, same_time_is_future: bool) -> Vec<usize> {
-        (0..self.avail.len())
-            .filter(|&i| match self.avail[i] {
-                None => true,
-                Some(a) => {
-                    if same_time_is_future {
-                        a < t
-                    } else {
-                        a <= t
-                    }
-                }
-            })
-            .collect()
-    }
-}
 
 /// Code vocabulary and per-code numeric normalisation, learned on the train split.
 #[derive(Debug, Clone, Default, PartialEq)]
