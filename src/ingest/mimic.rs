@@ -46,12 +46,99 @@ pub struct MimicContext {
 }
 
 fn base(ctx: &Ctx, row: &Row, table: &str, sid: i64) -> Event {
+    event_of(ctx, row, "mimic", table, sid)
+}
+
+/// An event of `format:table` (MIMIC-IV `mimic`, MIMIC-III `mimic3`) for this row.
+pub(super) fn event_of(ctx: &Ctx, row: &Row, format: &str, table: &str, sid: i64) -> Event {
     Event {
         subject_id: sid,
-        source: crate::schema::source_name("mimic", table),
+        source: crate::schema::source_name(format, table),
         provenance: ctx.provenance(row.line),
         ..Default::default()
     }
+}
+
+/// Birth, sex and death of a patients row, the same in both MIMIC releases (`dod_field` names
+/// the column in messages); a death before the birth is rejected.
+pub(super) fn person_events(
+    ctx: &Ctx,
+    row: &Row,
+    mk: &dyn Fn() -> Event,
+    birth: i64,
+    dod_field: &str,
+) -> Result<Vec<Event>, Reject> {
+    let mut out = Vec::new();
+    let mut e = mk();
+    e.time = Some(birth);
+    e.code = "MEDS_BIRTH".into();
+    out.push(e);
+    let mut g = mk();
+    g.code = gender_code(row.req("gender")?);
+    out.push(g);
+    if let Some(dod) = row.get("dod") {
+        let d = ctx.time(dod_field, dod, true)?;
+        if d < birth {
+            return Err(Reject::new(
+                dod_field,
+                "birth_after_death",
+                dod,
+                "a death on or after the birth",
+            ));
+        }
+        let mut e = mk();
+        e.time = Some(d);
+        e.code = "MEDS_DEATH".into();
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// An admission (a stay from admission to discharge) and the race its row gives.
+pub(super) fn admission_events(
+    ctx: &Ctx,
+    row: &Row,
+    mk: &dyn Fn() -> Event,
+    race_col: &str,
+) -> Result<Vec<Event>, Reject> {
+    let a = ctx.time("admittime", row.req("admittime")?, true)?;
+    let d = ctx.time("dischtime", row.req("dischtime")?, true)?;
+    let mut e = mk();
+    e.time = Some(a);
+    e.end_time = Some(d);
+    e.code = encounter_code("inpatient");
+    e.visit_id = row.get("hadm_id").map(String::from);
+    let mut out = vec![e];
+    if let Some(race) = row.get(race_col) {
+        let mut r = mk();
+        r.code = format!("RACE//{}", race.to_ascii_lowercase());
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// A prescription: NDC when it is a real one, else the drug name; start and stop columns
+/// differ between releases.
+pub(super) fn prescription_event(
+    ctx: &Ctx,
+    row: &Row,
+    mut e: Event,
+    start_col: &str,
+    stop_col: &str,
+) -> Result<Event, Reject> {
+    e.time = Some(ctx.time(start_col, row.req(start_col)?, true)?);
+    e.end_time = ctx.opt_time(stop_col, row.get(stop_col), true)?;
+    let drug = row.req("drug")?;
+    let ndc = row
+        .get("ndc")
+        .filter(|n| !n.trim_start_matches('0').is_empty());
+    e.code = match ndc.map(|n| normalize("NDC", n)) {
+        Some(Ok(c)) => c,
+        _ => format!("MIMIC_DRUG//{}", drug.to_ascii_uppercase()),
+    };
+    e.text_value = Some(drug.to_string());
+    e.visit_id = row.get("hadm_id").map(String::from);
+    Ok(e)
 }
 
 fn subject(ctx: &Ctx, row: &Row) -> Result<i64, Reject> {
@@ -88,48 +175,13 @@ pub fn convert(m: &MimicContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chun
             let age = parse_number("anchor_age", row.req("anchor_age")?)? as i64;
             let year = parse_number("anchor_year", row.req("anchor_year")?)? as i64;
             let birth = ctx.time("anchor_year", &format!("{:04}-01-01", year - age), true)?;
-            let mut out = Vec::new();
-            let mut e = base(ctx, row, table, sid);
-            e.time = Some(birth);
-            e.code = "MEDS_BIRTH".into();
-            out.push(e);
-            let mut g = base(ctx, row, table, sid);
-            g.code = gender_code(row.req("gender")?);
-            out.push(g);
-            if let Some(dod) = row.get("dod") {
-                let d = ctx.time("dod", dod, true)?;
-                if d < birth {
-                    return Err(Reject::new(
-                        "dod",
-                        "birth_after_death",
-                        dod,
-                        "a death after the birth year",
-                    ));
-                }
-                let mut e = base(ctx, row, table, sid);
-                e.time = Some(d);
-                e.code = "MEDS_DEATH".into();
-                out.push(e);
-            }
+            let out = person_events(ctx, row, &|| base(ctx, row, table, sid), birth, "dod")?;
             c.identities.push(ident);
             Ok(out)
         }
         "admissions" => {
             let sid = subject(ctx, row)?;
-            let a = ctx.time("admittime", row.req("admittime")?, true)?;
-            let d = ctx.time("dischtime", row.req("dischtime")?, true)?;
-            let mut e = base(ctx, row, table, sid);
-            e.time = Some(a);
-            e.end_time = Some(d);
-            e.code = encounter_code("inpatient");
-            e.visit_id = row.get("hadm_id").map(String::from);
-            let mut out = vec![e];
-            if let Some(race) = row.get("race") {
-                let mut r = base(ctx, row, table, sid);
-                r.code = format!("RACE//{}", race.to_ascii_lowercase());
-                out.push(r);
-            }
-            Ok(out)
+            admission_events(ctx, row, &|| base(ctx, row, table, sid), "race")
         }
         "diagnoses_icd" => {
             let sid = subject(ctx, row)?;
@@ -181,20 +233,14 @@ pub fn convert(m: &MimicContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chun
         }
         "prescriptions" => {
             let sid = subject(ctx, row)?;
-            let mut e = base(ctx, row, table, sid);
-            e.time = Some(ctx.time("starttime", row.req("starttime")?, true)?);
-            e.end_time = ctx.opt_time("stoptime", row.get("stoptime"), true)?;
-            let drug = row.req("drug")?;
-            let ndc = row
-                .get("ndc")
-                .filter(|n| !n.trim_start_matches('0').is_empty());
-            e.code = match ndc.map(|n| normalize("NDC", n)) {
-                Some(Ok(c)) => c,
-                _ => format!("MIMIC_DRUG//{}", drug.to_ascii_uppercase()),
-            };
-            e.text_value = Some(drug.to_string());
-            e.visit_id = row.get("hadm_id").map(String::from);
-            Ok(vec![e])
+            let e = base(ctx, row, table, sid);
+            Ok(vec![prescription_event(
+                ctx,
+                row,
+                e,
+                "starttime",
+                "stoptime",
+            )?])
         }
         _ => unreachable!("caller only passes known tables"),
     })();

@@ -23,7 +23,7 @@ use super::detect::{InputSet, find_table};
 use super::tabular::{Row, load_lookup, read_header};
 use super::{Chunk, Ctx, Identity, IngestError, Reject, measurement, parse_number};
 use crate::schema::Event;
-use crate::schema::codes::{encounter_code, gender_code, normalize, vocabularies};
+use crate::schema::codes::{normalize, vocabularies};
 use std::collections::HashMap;
 
 pub const SYSTEM: &str = "mimic3-subject";
@@ -138,12 +138,7 @@ impl Mimic3Context {
 }
 
 fn base(ctx: &Ctx, row: &Row, table: &str, sid: i64) -> Event {
-    Event {
-        subject_id: sid,
-        source: crate::schema::source_name("mimic3", table),
-        provenance: ctx.provenance(row.line),
-        ..Default::default()
-    }
+    super::mimic::event_of(ctx, row, "mimic3", table, sid)
 }
 
 fn subject(ctx: &Ctx, row: &Row) -> Result<i64, Reject> {
@@ -175,48 +170,19 @@ pub fn convert(m: &Mimic3Context, table: &str, ctx: &Ctx, row: &Row, c: &mut Chu
                 }
                 _ => ctx.time("DOB", dob_raw, true)?,
             };
-            let mut out = Vec::new();
-            let mut e = base(ctx, row, table, sid);
-            e.time = Some(birth);
-            e.code = "MEDS_BIRTH".into();
-            out.push(e);
-            let mut g = base(ctx, row, table, sid);
-            g.code = gender_code(row.req("gender")?);
-            out.push(g);
-            if let Some(dod) = row.get("dod") {
-                let d = ctx.time("DOD", dod, true)?;
-                if d < birth {
-                    return Err(Reject::new(
-                        "DOD",
-                        "birth_after_death",
-                        dod,
-                        "a death on or after DOB",
-                    ));
-                }
-                let mut e = base(ctx, row, table, sid);
-                e.time = Some(d);
-                e.code = "MEDS_DEATH".into();
-                out.push(e);
-            }
+            let out = super::mimic::person_events(
+                ctx,
+                row,
+                &|| base(ctx, row, table, sid),
+                birth,
+                "DOD",
+            )?;
             c.identities.push(ident);
             Ok(out)
         }
         "admissions" => {
             let sid = subject(ctx, row)?;
-            let a = ctx.time("ADMITTIME", row.req("admittime")?, true)?;
-            let d = ctx.time("DISCHTIME", row.req("dischtime")?, true)?;
-            let mut e = base(ctx, row, table, sid);
-            e.time = Some(a);
-            e.end_time = Some(d);
-            e.code = encounter_code("inpatient");
-            e.visit_id = row.get("hadm_id").map(String::from);
-            let mut out = vec![e];
-            if let Some(eth) = row.get("ethnicity") {
-                let mut r = base(ctx, row, table, sid);
-                r.code = format!("RACE//{}", eth.to_ascii_lowercase());
-                out.push(r);
-            }
-            Ok(out)
+            super::mimic::admission_events(ctx, row, &|| base(ctx, row, table, sid), "ethnicity")
         }
         "diagnoses_icd" | "procedures_icd" => {
             let sid = subject(ctx, row)?;
@@ -263,20 +229,14 @@ pub fn convert(m: &Mimic3Context, table: &str, ctx: &Ctx, row: &Row, c: &mut Chu
         }
         "prescriptions" => {
             let sid = subject(ctx, row)?;
-            let mut e = base(ctx, row, table, sid);
-            e.time = Some(ctx.time("STARTDATE", row.req("startdate")?, true)?);
-            e.end_time = ctx.opt_time("ENDDATE", row.get("enddate"), true)?;
-            let drug = row.req("drug")?;
-            let ndc = row
-                .get("ndc")
-                .filter(|n| !n.trim_start_matches('0').is_empty());
-            e.code = match ndc.map(|n| normalize("NDC", n)) {
-                Some(Ok(c)) => c,
-                _ => format!("MIMIC_DRUG//{}", drug.to_ascii_uppercase()),
-            };
-            e.text_value = Some(drug.to_string());
-            e.visit_id = row.get("hadm_id").map(String::from);
-            Ok(vec![e])
+            let e = base(ctx, row, table, sid);
+            Ok(vec![super::mimic::prescription_event(
+                ctx,
+                row,
+                e,
+                "startdate",
+                "enddate",
+            )?])
         }
         _ => unreachable!("caller only passes known tables"),
     })();

@@ -80,12 +80,8 @@ pub fn read_file(
                 .find(|t| t.0 == f.table)
                 .map(|t| t.1)
                 .unwrap_or(&[]);
-            if f.people && !lookups.descriptions.is_empty() {
-                let mut c = Chunk::default();
-                for (code, d) in &lookups.descriptions {
-                    c.describe(code, d);
-                }
-                sink(c)?;
+            if f.people {
+                dictionary_descriptions(lookups, sink)?;
             }
             tabular::stream(
                 &f.path,
@@ -97,12 +93,8 @@ pub fn read_file(
         }
         Format::Mimic3 => {
             let m = lookups.mimic3.as_ref().expect("loaded for mimic3 sets");
-            if f.people && !lookups.descriptions.is_empty() {
-                let mut c = Chunk::default();
-                for (code, d) in &lookups.descriptions {
-                    c.describe(code, d);
-                }
-                sink(c)?;
+            if f.people {
+                dictionary_descriptions(lookups, sink)?;
             }
             tabular::stream(
                 &f.path,
@@ -180,4 +172,19 @@ pub fn read_fhir(
         sink(c)?;
     }
     Ok(())
+}
+
+/// The code descriptions an export's dictionaries give, sent once, with its people table.
+fn dictionary_descriptions(
+    lookups: &SetLookups,
+    sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    if lookups.descriptions.is_empty() {
+        return Ok(());
+    }
+    let mut c = Chunk::default();
+    for (code, d) in &lookups.descriptions {
+        c.describe(code, d);
+    }
+    sink(c)
 }
