@@ -117,6 +117,36 @@ pub(super) fn admission_events(
     Ok(out)
 }
 
+/// A lab result: LOINC when known (else `<local>//<itemid>`, which stays the source code),
+/// the number in canonical units, or the text as written.
+pub(super) fn lab_event(
+    ctx: &Ctx,
+    row: &Row,
+    mut e: Event,
+    loinc: Option<&str>,
+    local: &str,
+) -> Result<Event, Reject> {
+    let item = row.req("itemid")?;
+    e.time = Some(ctx.time("charttime", row.req("charttime")?, true)?);
+    e.code = match loinc {
+        Some(l) => format!("LOINC//{l}"),
+        None => format!("{local}//{item}"),
+    };
+    e.source_code = Some(format!("{local}//{item}"));
+    e.visit_id = row.get("hadm_id").map(String::from);
+    match row.get("valuenum") {
+        Some(v) => {
+            let x = parse_number("valuenum", v)?;
+            measurement(e, "valuenum", x, row.get("valueuom"))
+        }
+        None => {
+            e.text_value = row.get("value").map(String::from);
+            e.unit = row.get("valueuom").map(String::from);
+            Ok(e)
+        }
+    }
+}
+
 /// A prescription: NDC when it is a real one, else the drug name; start and stop columns
 /// differ between releases.
 pub(super) fn prescription_event(
@@ -211,25 +241,9 @@ pub fn convert(m: &MimicContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chun
         "labevents" => {
             let sid = subject(ctx, row)?;
             let item = row.req("itemid")?;
-            let mut e = base(ctx, row, table, sid);
-            e.time = Some(ctx.time("charttime", row.req("charttime")?, true)?);
-            e.code = match vocabularies().mimic_lab_loinc.get(item) {
-                Some(l) => format!("LOINC//{l}"),
-                None => format!("MIMIC_LAB//{item}"),
-            };
-            e.source_code = Some(format!("MIMIC_LAB//{item}"));
-            e.visit_id = row.get("hadm_id").map(String::from);
-            match row.get("valuenum") {
-                Some(v) => {
-                    let x = parse_number("valuenum", v)?;
-                    Ok(vec![measurement(e, "valuenum", x, row.get("valueuom"))?])
-                }
-                None => {
-                    e.text_value = row.get("value").map(String::from);
-                    e.unit = row.get("valueuom").map(String::from);
-                    Ok(vec![e])
-                }
-            }
+            let e = base(ctx, row, table, sid);
+            let loinc = vocabularies().mimic_lab_loinc.get(item).map(String::as_str);
+            Ok(vec![lab_event(ctx, row, e, loinc, "MIMIC_LAB")?])
         }
         "prescriptions" => {
             let sid = subject(ctx, row)?;

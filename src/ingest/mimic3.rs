@@ -21,7 +21,7 @@
 
 use super::detect::{InputSet, find_table};
 use super::tabular::{Row, load_lookup, read_header};
-use super::{Chunk, Ctx, Identity, IngestError, Reject, measurement, parse_number};
+use super::{Chunk, Ctx, Identity, IngestError, Reject};
 use crate::schema::Event;
 use crate::schema::codes::{normalize, vocabularies};
 use std::collections::HashMap;
@@ -203,29 +203,19 @@ pub fn convert(m: &Mimic3Context, table: &str, ctx: &Ctx, row: &Row, c: &mut Chu
         "labevents" => {
             let sid = subject(ctx, row)?;
             let item = row.req("itemid")?;
-            let mut e = base(ctx, row, table, sid);
-            e.time = Some(ctx.time("CHARTTIME", row.req("charttime")?, true)?);
-            e.code = match m
+            let e = base(ctx, row, table, sid);
+            let loinc = m
                 .lab_loinc
                 .get(item)
                 .or_else(|| vocabularies().mimic_lab_loinc.get(item))
-            {
-                Some(l) => format!("LOINC//{l}"),
-                None => format!("MIMIC3_LAB//{item}"),
-            };
-            e.source_code = Some(format!("MIMIC3_LAB//{item}"));
-            e.visit_id = row.get("hadm_id").map(String::from);
-            match row.get("valuenum") {
-                Some(v) => {
-                    let x = parse_number("VALUENUM", v)?;
-                    Ok(vec![measurement(e, "VALUENUM", x, row.get("valueuom"))?])
-                }
-                None => {
-                    e.text_value = row.get("value").map(String::from);
-                    e.unit = row.get("valueuom").map(String::from);
-                    Ok(vec![e])
-                }
-            }
+                .map(String::as_str);
+            Ok(vec![super::mimic::lab_event(
+                ctx,
+                row,
+                e,
+                loinc,
+                "MIMIC3_LAB",
+            )?])
         }
         "prescriptions" => {
             let sid = subject(ctx, row)?;
