@@ -2,11 +2,6 @@
 //! our output (Python, installed by scripts/setup.sh into .pydeps).
 
 use crate::common::*;
-use std::process::Command;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ehr-risk"))
-}
 
 #[test]
 fn demo_runs_and_reports_where_outputs_are() {
@@ -115,7 +110,7 @@ fn meds_validator_accepts_our_lake() {
             demo().join("omop"),
         ],
     );
-    let out = Command::new("python3")
+    let out = std::process::Command::new("python3")
         .arg(repo().join("tests/meds_validate.py"))
         .arg(&lake)
         .env("PYTHONPATH", &pydeps)

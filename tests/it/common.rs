@@ -10,6 +10,11 @@ use ehr_risk::schema::Event;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// The `ehr-risk` binary this test run built.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ehr-risk"))
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

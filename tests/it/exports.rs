@@ -12,11 +12,6 @@ use ehr_risk::lake::write;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ehr-risk"))
-}
 
 fn policy(dates_shifted: bool, v: Option<SourceVocabulary>) -> IngestOptions {
     IngestOptions {

@@ -448,7 +448,7 @@ fn a_bad_configuration_is_refused_with_the_rule_it_breaks() {
     );
     assert!(matches!(r, Err(ModelError::Train(m)) if m.contains("batch_size")));
     assert!(!d.path().join("m/model.json").exists());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ehr-risk"))
+    let out = bin()
         .args(["lake", "stats", "--threads", "0"])
         .arg(d.path())
         .output()
