@@ -2,6 +2,8 @@
 
 #[path = "it/cli.rs"]
 mod cli;
+#[path = "it/clock.rs"]
+mod clock;
 #[path = "it/cohort.rs"]
 mod cohort;
 #[path = "it/common.rs"]

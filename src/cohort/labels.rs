@@ -268,8 +268,10 @@ mod tests {
         ]
     }
 
+    /// Lake order with availability resolved, as ingest leaves a subject's events.
     fn sorted(mut v: Vec<Event>) -> Vec<Event> {
         v.sort_by(|a, b| a.lake_cmp(b));
+        crate::schema::availability::resolve(&mut v);
         v
     }
 
@@ -360,6 +362,7 @@ mod tests {
         let mut mi = ev("2015-01-02", "ICD10CM//I21.4");
         mi.source = "omop:condition_occurrence".into();
         mi.visit_id = Some("h1".into());
+        mi.coded_at_discharge = true;
         let mut e = base();
         e.extend([stay, mi]);
         let e = sorted(e);

@@ -73,6 +73,19 @@ pub fn summary(r: &IngestReport) -> String {
         }
         s.push('\n');
     }
+    if !r.ignored.is_empty() {
+        const SHOWN: usize = 8;
+        s.push_str(&format!("  files not read: {}\n", r.ignored.len()));
+        for (p, why) in r.ignored.iter().take(SHOWN) {
+            s.push_str(&format!("    {p}: {why}\n"));
+        }
+        if r.ignored.len() > SHOWN {
+            s.push_str(&format!(
+                "    ... and {} more (--json lists them all)\n",
+                r.ignored.len() - SHOWN
+            ));
+        }
+    }
     if !t.skipped_by_reason.is_empty() {
         s.push_str("  skipped by reason:");
         for (k, v) in &t.skipped_by_reason {

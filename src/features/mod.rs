@@ -400,8 +400,10 @@ pub fn audit(
     Ok((checked, problems))
 }
 
-/// Perturb every event not visible at `t` (moved later, altered, some deleted, new ones added
-/// after `t`), keep the others byte-identical, and return the events in lake order.
+/// Perturb every event not visible at `t` (moved later, known later, altered, some deleted, new
+/// ones added after `t`), give visible events a later end or none where their end was still
+/// ahead at `t` (stays under way at `t` included), and return the events in lake order with
+/// availability resolved as ingest would.
 pub fn perturb_after(
     events: &[crate::schema::Event],
     t: i64,
@@ -436,7 +438,15 @@ pub fn perturb_after(
         }
         let mut x = e.clone();
         if let Some(tt) = x.time {
-            x.time = Some(tt.max(t) + rng.range(0, 400) as i64 * day + 1);
+            if rng.chance(0.3) {
+                // Same time, coarser precision: known later still (never before `t`).
+                let known = x.known_at().unwrap_or(tt).max(t + 1);
+                x.available_time = Some(known + rng.range(0, 40) as i64 * day);
+            } else {
+                let moved = tt.max(t) + rng.range(0, 400) as i64 * day + 1;
+                x.time = Some(moved);
+                x.available_time = Some(moved + rng.range(0, 2) as i64 * day);
+            }
         }
         if let Some(v) = x.numeric_value {
             x.numeric_value = Some(v * 1.7 + 3.0);
@@ -447,10 +457,13 @@ pub fn perturb_after(
         let tmpl = &events[rng.range(0, events.len() as u64) as usize];
         let mut x = tmpl.clone();
         x.time = Some(t + (k + 1) * 30 * day + if same_time_is_future { 0 } else { 1 });
+        x.available_time = x.time;
         x.provenance.row += 1_000_000;
         out.push(x);
     }
     out.sort_by(|a, b| a.lake_cmp(b));
+    // What ingest would make of the later export (availability only ever moves later).
+    crate::schema::availability::resolve(&mut out);
     out
 }
 

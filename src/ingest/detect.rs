@@ -193,6 +193,52 @@ fn tabular_set(dir: &Path, format: Format) -> Result<InputSet, IngestError> {
     })
 }
 
+/// Dictionaries an export's readers load as lookups (read, but not as rows).
+fn lookup_tables(format: Format) -> &'static [&'static str] {
+    match format {
+        Format::Omop => &["concept", "concept_ancestor"],
+        Format::Mimic | Format::Mimic3 => &["d_icd_diagnoses", "d_labitems"],
+        _ => &[],
+    }
+}
+
+/// Every file of an export folder (two levels down, e.g. MIMIC-IV's `icu/`) that no reader
+/// takes, with the reason: reported, so that a table the engine does not read is a visible
+/// fact of the run rather than a silent omission.
+fn unread_files(set: &InputSet) -> Result<Vec<(PathBuf, String)>, IngestError> {
+    let taken: std::collections::HashSet<&Path> =
+        set.files.iter().map(|f| f.path.as_path()).collect();
+    let lookups = lookup_tables(set.format);
+    let mut out = Vec::new();
+    let mut stack = vec![(set.root.clone(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        for p in list_dir(&dir)? {
+            if p.is_dir() {
+                if depth < 2 {
+                    stack.push((p, depth + 1));
+                }
+                continue;
+            }
+            if taken.contains(p.as_path()) {
+                continue;
+            }
+            let n = file_name_lower(&p);
+            let why = if n.ends_with(".csv") || n.ends_with(".csv.gz") {
+                let t = table_name(&p);
+                if lookups.contains(&t.as_str()) {
+                    continue;
+                }
+                format!("{} table {t} is not read by this engine", set.format)
+            } else {
+                format!("not a table of a {} export", set.format)
+            };
+            out.push((p, why));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Build the plan for the given paths.
 pub fn plan(paths: &[PathBuf], forced: Option<Format>) -> Result<Plan, IngestError> {
     let mut plan = Plan::default();
@@ -249,7 +295,9 @@ fn walk(
                 });
             }
             Some(f @ (Format::Mimic | Format::Mimic3 | Format::Omop | Format::Synthea)) => {
-                plan.sets.push(tabular_set(p, f)?)
+                let set = tabular_set(p, f)?;
+                plan.ignored.extend(unread_files(&set)?);
+                plan.sets.push(set);
             }
             _ => {
                 for child in list_dir(p)? {

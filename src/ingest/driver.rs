@@ -413,7 +413,7 @@ pub fn run(
                 })?;
             }
             reporter.file_done();
-            debug_assert!(tally.balanced());
+            tally.check(&f.path)?;
             file_reports.push(FileReport {
                 path: label.clone(),
                 input,
@@ -618,7 +618,8 @@ pub fn run(
 }
 
 /// Sort into lake order and drop exact duplicates, keeping an event already in the lake over a
-/// new one. Returns how many new events each input file lost as duplicates.
+/// new one (it absorbs what the dropped copies knew: visit link, availability), then decide
+/// every event's availability ([`crate::schema::availability::resolve`]). Returns how many new events each input file lost as duplicates.
 pub fn merge_dedupe(events: &mut Vec<Event>, new_ids: &HashSet<u64>) -> HashMap<u64, u64> {
     events.par_sort_unstable_by(|a, b| a.lake_cmp(b));
     let fid = |e: &Event| e.provenance.file;
@@ -640,14 +641,16 @@ pub fn merge_dedupe(events: &mut Vec<Event>, new_ids: &HashSet<u64>) -> HashMap<
             .iter()
             .position(|e| !new_ids.contains(&fid(e)))
             .unwrap_or(0);
+        let mut kept = group[keep].clone();
         for (k, e) in group.drain(..).enumerate() {
-            if k == keep {
-                out.push(e);
-            } else {
+            if k != keep {
+                crate::schema::availability::absorb(&mut kept, &e);
                 *removed.entry(fid(&e)).or_default() += 1;
             }
         }
+        out.push(kept);
     }
+    crate::schema::availability::resolve(&mut out);
     *events = out;
     removed
 }

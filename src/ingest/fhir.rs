@@ -423,6 +423,25 @@ impl Row<'_, '_> {
         self.ctx.time(field, v, false)
     }
 
+    fn stamp(&self, field: &str, v: &str) -> Result<crate::schema::Stamp, Reject> {
+        self.ctx.stamp(field, v, false)
+    }
+
+    /// An event's time and, when the resource says when it was recorded or issued later, that
+    /// (the later of the two is when it was known).
+    fn stamp_recorded(
+        &self,
+        field: &str,
+        v: &str,
+        recorded: Option<(&str, &str)>,
+    ) -> Result<crate::schema::Stamp, Reject> {
+        let mut s = self.stamp(field, v)?;
+        if let Some((rf, rv)) = recorded {
+            s.known = s.known.max(self.stamp(rf, rv)?.known);
+        }
+        Ok(s)
+    }
+
     fn visit(&self, res: &Resource) -> Option<String> {
         res.encounter
             .as_ref()
@@ -625,7 +644,7 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
                 .and_then(|c| c.code.as_deref())
                 .unwrap_or("UNK");
             let mut e = row.base(sid, rt);
-            e.time = Some(row.time("period.start", start)?);
+            e.set_time(row.stamp("period.start", start)?);
             e.end_time = match p.end.as_deref() {
                 Some(x) => Some(row.time("period.end", x)?),
                 None => None,
@@ -658,7 +677,8 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
             ])
             .ok_or_else(|| Reject::missing("onsetDateTime"))?;
             let mut e = row.base(sid, rt);
-            e.time = Some(row.time(f, t)?);
+            let recorded = res.recorded_date.as_deref().map(|r| ("recordedDate", r));
+            e.set_time(row.stamp_recorded(f, t, recorded)?);
             e.end_time = match res.abatement_date_time.as_deref() {
                 Some(x) => Some(row.time("abatementDateTime", x)?),
                 None => None,
@@ -669,6 +689,7 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
             e.code = code;
             e.source_code = alt;
             e.visit_id = row.visit(res);
+            e.coded_at_discharge = e.visit_id.is_some();
             Ok(Outcome::Events(vec![e]))
         }
         "Observation" => {
@@ -687,9 +708,9 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
                 ("issued", res.issued.as_deref()),
             ])
             .ok_or_else(|| Reject::missing("effective[x]"))?;
-            let time = row.time(f, t)?;
+            let issued = res.issued.as_deref().map(|r| ("issued", r));
             let mut base = row.base(sid, rt);
-            base.time = Some(time);
+            base.set_time(row.stamp_recorded(f, t, issued)?);
             base.visit_id = row.visit(res);
             let mut out = Vec::new();
             let mut descs = Vec::new();
@@ -778,7 +799,7 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
                 })
             })?;
             let mut e = row.base(sid, rt);
-            e.time = Some(row.time(f, t)?);
+            e.set_time(row.stamp(f, t)?);
             e.end_time = match res.effective_period.as_ref().and_then(|p| p.end.as_deref()) {
                 Some(x) => Some(row.time("effectivePeriod.end", x)?),
                 None => None,
@@ -806,7 +827,7 @@ fn convert(res: &Resource, row: &Row, c: &mut Chunk) -> Result<Outcome, Reject> 
             ])
             .ok_or_else(|| Reject::missing("performed[x]"))?;
             let mut e = row.base(sid, rt);
-            e.time = Some(row.time(f, t)?);
+            e.set_time(row.stamp(f, t)?);
             e.end_time = match res.performed_period.as_ref().and_then(|p| p.end.as_deref()) {
                 Some(x) => Some(row.time("performedPeriod.end", x)?),
                 None => None,
@@ -893,10 +914,12 @@ fn one_resource(raw: &str, row: u64, ctx: &Ctx, scope: &Scope<'_>, c: &mut Chunk
 }
 
 /// Flatten a bundle's entries (recursively) into (entry number, fullUrl, raw resource).
+/// `skipped` counts entries without a resource, `empty` nested Bundles without entries.
 fn flatten<'a>(
     res: &Resource<'a>,
     out: &mut Vec<(Option<String>, &'a RawValue)>,
     skipped: &mut u64,
+    empty: &mut u64,
 ) {
     for e in &res.entry {
         match e.resource {
@@ -907,13 +930,53 @@ fn flatten<'a>(
                     None
                 };
                 match inner {
-                    Some(inner) => flatten(&inner, out, skipped),
+                    Some(inner) if inner.entry.is_empty() => *empty += 1,
+                    Some(inner) => flatten(&inner, out, skipped, empty),
                     None => out.push((e.full_url.as_deref().map(String::from), r)),
                 }
             }
             None => *skipped += 1,
         }
     }
+}
+
+/// Records in one NDJSON line: one, or a Bundle's entries ([`count_records`]).
+pub fn line_records(line: &[u8]) -> u64 {
+    if memchr::memmem::find(line, b"\"Bundle\"").is_none() {
+        return 1;
+    }
+    std::str::from_utf8(line).map_or(1, count_records)
+}
+
+/// Records in a JSON document, counted apart from the reader that decides them: each entry of
+/// a Bundle (a nested Bundle's entries in its place), one for an empty Bundle (a skipped
+/// record), one for anything else (a resource, or text that is not one).
+pub fn count_records(text: &str) -> u64 {
+    #[derive(Deserialize)]
+    struct Doc<'a> {
+        #[serde(rename = "resourceType", borrow, default)]
+        resource_type: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        entry: Vec<DocEntry<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct DocEntry<'a> {
+        #[serde(borrow, default)]
+        resource: Option<&'a RawValue>,
+    }
+    let Ok(d) = serde_json::from_str::<Doc>(text) else {
+        return 1;
+    };
+    if d.resource_type.as_deref() != Some("Bundle") || d.entry.is_empty() {
+        return 1;
+    }
+    d.entry
+        .iter()
+        .map(|e| match e.resource {
+            Some(r) if peek_type(r.get()) == Some("Bundle") => count_records(r.get()),
+            _ => 1,
+        })
+        .sum()
 }
 
 fn medication_code(raw: &RawValue) -> Option<(String, Option<String>, Option<String>)> {
@@ -928,10 +991,16 @@ fn medication_code(raw: &RawValue) -> Option<(String, Option<String>, Option<Str
 
 fn bundle(res: &Resource, ctx: &Ctx, global: Option<&Medications>, c: &mut Chunk) {
     let mut entries = Vec::new();
-    let mut no_resource = 0;
-    flatten(res, &mut entries, &mut no_resource);
+    let (mut no_resource, mut empty) = (0, 0);
+    flatten(res, &mut entries, &mut no_resource, &mut empty);
+    if res.entry.is_empty() {
+        empty += 1;
+    }
     for _ in 0..no_resource {
         c.skip("bundle entry without a resource");
+    }
+    for _ in 0..empty {
+        c.skip("empty Bundle");
     }
     let mut scope = Scope {
         global,
@@ -1064,4 +1133,56 @@ pub fn read_document(text: &str, ctx: &Ctx, meds: &Medications) -> Chunk {
 /// Whether a resource type is one this reader turns into events.
 pub fn is_used_type(t: &str) -> bool {
     USED.contains(&t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcomes(text: &str) -> Chunk {
+        let known = crate::ingest::SubjectSet::default();
+        let ctx = Ctx {
+            time: Default::default(),
+            max_event_time: i64::MAX,
+            min_event_time: i64::MIN,
+            known: &known,
+            policy: &crate::ingest::NO_POLICY,
+            file_id: 0,
+            file: "t",
+        };
+        read_document(text, &ctx, &Medications::default())
+    }
+
+    fn decided(c: &Chunk) -> u64 {
+        c.tally.rows_accepted + c.tally.rows_rejected + c.tally.rows_skipped
+    }
+
+    /// The framing count and the reader's outcomes agree on every shape of document, and an
+    /// empty Bundle is one skipped record (it used to be none: a row that vanished).
+    #[test]
+    fn bundle_entries_are_counted_apart_from_their_outcomes() {
+        let patient = r#"{"resourceType":"Patient","id":"p","gender":"male","birthDate":"1960"}"#;
+        let nested = format!(
+            r#"{{"resourceType":"Bundle","entry":[{{"resource":{patient}}},{{"resource":{{"resourceType":"Bundle","entry":[]}}}},{{"fullUrl":"x"}}]}}"#
+        );
+        let docs = [
+            r#"{"resourceType":"Bundle","type":"collection","entry":[]}"#.to_string(),
+            r#"{"resourceType":"Bundle"}"#.to_string(),
+            patient.to_string(),
+            nested.clone(),
+            format!(r#"{{"resourceType":"Bundle","entry":[{{"resource":{nested}}}]}}"#),
+            "not json".to_string(),
+            r#"{"entry":[{"resource":{"resourceType":"Patient"}}],"resourceType":"Bundle"}"#
+                .to_string(),
+        ];
+        for d in &docs {
+            let c = outcomes(d);
+            assert_eq!(count_records(d), decided(&c), "{d}");
+            assert_eq!(line_records(d.as_bytes()), decided(&c), "{d}");
+        }
+        let empty = outcomes(&docs[0]);
+        assert_eq!(empty.tally.rows_skipped, 1);
+        assert_eq!(empty.tally.skipped_by_reason.get("empty Bundle"), Some(&1));
+        assert_eq!(count_records(&nested), 3);
+    }
 }

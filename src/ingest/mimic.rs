@@ -77,8 +77,8 @@ pub(super) fn person_events(
     g.code = gender_code(row.req("gender")?);
     out.push(g);
     if let Some(dod) = row.get("dod") {
-        let d = ctx.time(dod_field, dod, true)?;
-        if d < birth {
+        let d = ctx.stamp(dod_field, dod, true)?;
+        if d.at < birth {
             return Err(Reject::new(
                 dod_field,
                 "birth_after_death",
@@ -87,7 +87,7 @@ pub(super) fn person_events(
             ));
         }
         let mut e = mk();
-        e.time = Some(d);
+        e.set_time(d);
         e.code = "MEDS_DEATH".into();
         out.push(e);
     }
@@ -101,10 +101,10 @@ pub(super) fn admission_events(
     mk: &dyn Fn() -> Event,
     race_col: &str,
 ) -> Result<Vec<Event>, Reject> {
-    let a = ctx.time("admittime", row.req("admittime")?, true)?;
+    let a = ctx.stamp("admittime", row.req("admittime")?, true)?;
     let d = ctx.time("dischtime", row.req("dischtime")?, true)?;
     let mut e = mk();
-    e.time = Some(a);
+    e.set_time(a);
     e.end_time = Some(d);
     e.code = encounter_code("inpatient");
     e.visit_id = row.get("hadm_id").map(String::from);
@@ -127,7 +127,7 @@ pub(super) fn lab_event(
     local: &str,
 ) -> Result<Event, Reject> {
     let item = row.req("itemid")?;
-    e.time = Some(ctx.time("charttime", row.req("charttime")?, true)?);
+    e.set_time(ctx.stamp("charttime", row.req("charttime")?, true)?);
     e.code = match loinc {
         Some(l) => format!("LOINC//{l}"),
         None => format!("{local}//{item}"),
@@ -156,7 +156,7 @@ pub(super) fn prescription_event(
     start_col: &str,
     stop_col: &str,
 ) -> Result<Event, Reject> {
-    e.time = Some(ctx.time(start_col, row.req(start_col)?, true)?);
+    e.set_time(ctx.stamp(start_col, row.req(start_col)?, true)?);
     e.end_time = ctx.opt_time(stop_col, row.get(stop_col), true)?;
     let drug = row.req("drug")?;
     let ndc = row
@@ -228,12 +228,14 @@ pub fn convert(m: &MimicContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chun
             e.time = Some(disch);
             e.code = icd(row, true)?;
             e.visit_id = Some(h.to_string());
+            e.coded_at_discharge = true;
             Ok(vec![e])
         }
         "procedures_icd" => {
             let sid = subject(ctx, row)?;
             let mut e = base(ctx, row, table, sid);
-            e.time = Some(ctx.time("chartdate", row.req("chartdate")?, true)?);
+            // A date: known at the end of that day, not at the admission it may share.
+            e.set_time(ctx.stamp("chartdate", row.req("chartdate")?, true)?);
             e.code = icd(row, false)?;
             e.visit_id = row.get("hadm_id").map(String::from);
             Ok(vec![e])

@@ -198,6 +198,7 @@ pub fn convert(m: &Mimic3Context, table: &str, ctx: &Ctx, row: &Row, c: &mut Chu
                 },
             )?;
             e.visit_id = Some(h);
+            e.coded_at_discharge = true;
             Ok(vec![e])
         }
         "labevents" => {

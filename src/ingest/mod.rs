@@ -50,6 +50,14 @@ pub enum IngestError {
     Schema { path: PathBuf, message: String },
     #[error("{path}: {err}")]
     Parquet { path: PathBuf, err: String },
+    #[error(
+        "{path}: {read} records read but {accounted} accounted for (accepted + rejected + skipped); a reader lost or invented rows, nothing was committed"
+    )]
+    Uncounted {
+        path: PathBuf,
+        read: u64,
+        accounted: u64,
+    },
     #[error(transparent)]
     Lake(#[from] crate::lake::LakeError),
 }
@@ -182,10 +190,13 @@ pub static NO_POLICY: InputPolicy = InputPolicy {
     source_vocabulary: None,
 };
 
-/// Row and event counts for one input file, by outcome and reason. They add up:
-/// `rows_read == rows_accepted + rows_rejected + rows_skipped`.
+/// Row and event counts for one input file, by outcome and reason. `rows_read` is counted by
+/// the layer that frames the input into records (lines, CSV records, Bundle entries, Parquet
+/// rows), independently of the readers that decide each record's outcome, and the two must
+/// agree: `rows_read == rows_accepted + rows_rejected + rows_skipped`, or the run fails.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Tally {
+    /// Records in the input, counted as they are framed (not as they are decided).
     pub rows_read: u64,
     pub rows_accepted: u64,
     pub rows_rejected: u64,
@@ -221,6 +232,19 @@ impl Tally {
     }
     pub fn balanced(&self) -> bool {
         self.rows_read == self.rows_accepted + self.rows_rejected + self.rows_skipped
+    }
+
+    /// The file's framing count against its outcomes: an error (in every build) when a
+    /// reader lost or invented a row.
+    pub fn check(&self, path: &std::path::Path) -> Result<(), IngestError> {
+        if self.balanced() {
+            return Ok(());
+        }
+        Err(IngestError::Uncounted {
+            path: path.to_path_buf(),
+            read: self.rows_read,
+            accounted: self.rows_accepted + self.rows_rejected + self.rows_skipped,
+        })
     }
 }
 
@@ -272,7 +296,6 @@ impl Chunk {
 
     /// Record an accepted row and its events.
     pub fn accept(&mut self, events: Vec<Event>) {
-        self.tally.rows_read += 1;
         self.tally.rows_accepted += 1;
         self.tally.events += events.len() as u64;
         self.events.extend(events);
@@ -280,7 +303,6 @@ impl Chunk {
 
     /// Record a rejected row.
     pub fn reject(&mut self, file: &str, row: u64, raw: &str, r: Reject) {
-        self.tally.rows_read += 1;
         self.tally.rows_rejected += 1;
         self.quarantine_record(file, row, raw, r);
     }
@@ -315,7 +337,6 @@ impl Chunk {
 
     /// Record a row this engine does not use (counted, not quarantined).
     pub fn skip(&mut self, reason: &str) {
-        self.tally.rows_read += 1;
         self.tally.rows_skipped += 1;
         *self
             .tally
@@ -349,10 +370,35 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// Parse a timestamp field, applying the plausibility window.
     pub fn time(&self, field: &str, value: &str, shifted: bool) -> Result<i64, Reject> {
-        let t = self
+        self.stamp(field, value, shifted).map(|s| s.at)
+    }
+
+    /// Parse an event's timestamp with its precision ([`time::TimeContext::stamp`]), applying
+    /// the plausibility window; set it with [`crate::schema::Event::set_time`].
+    pub fn stamp(
+        &self,
+        field: &str,
+        value: &str,
+        shifted: bool,
+    ) -> Result<crate::schema::Stamp, Reject> {
+        let s = self
             .time
-            .parse(value)
+            .stamp(value)
             .map_err(|exp| Reject::new(field, "bad_date", value, format!("expected {exp}")))?;
+        self.check_time(field, s.at, value, shifted)?;
+        Ok(s)
+    }
+
+    /// The plausibility window for an instant already parsed (`value` is what the source
+    /// wrote, for the quarantine): not before `min_event_time`, not after `max_event_time`
+    /// unless the input's dates are shifted.
+    pub fn check_time(
+        &self,
+        field: &str,
+        t: i64,
+        value: &str,
+        shifted: bool,
+    ) -> Result<(), Reject> {
         if t < self.min_event_time {
             return Err(Reject::new(
                 field,
@@ -372,7 +418,7 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        Ok(t)
+        Ok(())
     }
 
     /// Optional timestamp: empty means absent; anything else must parse.

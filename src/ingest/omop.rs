@@ -15,8 +15,8 @@
 use super::fhir::PATIENT_ID_SYSTEM;
 use super::tabular::Row;
 use super::{Chunk, Ctx, Identity, Reject, measurement, parse_number};
-use crate::schema::Event;
 use crate::schema::codes::{encounter_code, gender_code, normalize, vocabularies};
+use crate::schema::{Event, Stamp};
 use std::collections::HashMap;
 
 /// Per-table column names (lower case) for the concept, source value, source concept, dates.
@@ -200,9 +200,29 @@ impl OmopContext {
     }
 
     fn date(&self, ctx: &Ctx, row: &Row, dt: &str, d: &str) -> Result<Option<i64>, Reject> {
-        match row.get(dt) {
-            Some(v) => ctx.time(dt, v, false).map(Some),
-            None => ctx.opt_time(d, row.get(d), false),
+        Ok(self.stamp(ctx, row, dt, d)?.map(|s| s.at))
+    }
+
+    /// An event's start with its precision: the datetime column when given, else the date. A
+    /// datetime at exactly local midnight is what ETLs write when only the date was known, so it
+    /// is known, like the date, at the end of that day.
+    fn stamp(&self, ctx: &Ctx, row: &Row, dt: &str, d: &str) -> Result<Option<Stamp>, Reject> {
+        let Some(v) = row.get(dt) else {
+            return match row.get(d) {
+                Some(v) => ctx.stamp(d, v, false).map(Some),
+                None => Ok(None),
+            };
+        };
+        let s = ctx.stamp(dt, v, false)?;
+        match v.trim().get(10..) {
+            Some(" 00:00:00" | "T00:00:00" | " 00:00:00.000" | "T00:00:00Z") => {
+                let day = ctx.stamp(dt, &v.trim()[..10], false)?;
+                Ok(Some(Stamp {
+                    at: s.at,
+                    known: s.at.max(day.known),
+                }))
+            }
+            _ => Ok(Some(s)),
         }
     }
 }
@@ -314,8 +334,8 @@ pub fn convert(o: &OmopContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk
         match table {
             "visit_occurrence" => {
                 let mut e = base(ctx, row, table, sid);
-                e.time = Some(
-                    o.date(ctx, row, "visit_start_datetime", "visit_start_date")?
+                e.set_time(
+                    o.stamp(ctx, row, "visit_start_datetime", "visit_start_date")?
                         .ok_or_else(|| Reject::missing("visit_start_date"))?,
                 );
                 e.end_time = o.date(ctx, row, "visit_end_datetime", "visit_end_date")?;
@@ -325,8 +345,8 @@ pub fn convert(o: &OmopContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk
             }
             "death" => {
                 let mut e = base(ctx, row, table, sid);
-                e.time = Some(
-                    o.date(ctx, row, "death_datetime", "death_date")?
+                e.set_time(
+                    o.stamp(ctx, row, "death_datetime", "death_date")?
                         .ok_or_else(|| Reject::missing("death_date"))?,
                 );
                 e.code = "MEDS_DEATH".into();
@@ -338,8 +358,8 @@ pub fn convert(o: &OmopContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk
                     .find(|s| s.name == table)
                     .expect("caller checks the table");
                 let mut e = base(ctx, row, table, sid);
-                e.time = Some(
-                    o.date(ctx, row, spec.start_datetime, spec.start_date)?
+                e.set_time(
+                    o.stamp(ctx, row, spec.start_datetime, spec.start_date)?
                         .ok_or_else(|| Reject::missing(spec.start_date))?,
                 );
                 if let (Some(dt), Some(d)) = (spec.end_datetime, spec.end_date) {
@@ -389,6 +409,7 @@ pub fn convert(o: &OmopContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk
                 e.code = code;
                 e.source_code = source.filter(|s| *s != e.code);
                 e.visit_id = row.get("visit_occurrence_id").map(String::from);
+                e.coded_at_discharge = table == "condition_occurrence" && e.visit_id.is_some();
                 if table == "measurement" || table == "observation" {
                     if let Some(v) = row.get("value_as_number") {
                         let x = parse_number("value_as_number", v)?;

@@ -127,6 +127,7 @@ pub fn read_fhir(
         let mut r = super::io::open(path)?;
         if let Err(e) = r.read_to_string(&mut text) {
             let mut c = Chunk::default();
+            c.tally.rows_read = 1;
             c.reject(
                 ctx.file,
                 1,
@@ -136,7 +137,9 @@ pub fn read_fhir(
             return sink(c);
         }
         reporter.progress(text.len() as u64);
-        return sink(fhir::read_document(&text, ctx, meds));
+        let mut c = fhir::read_document(&text, ctx, meds);
+        c.tally.rows_read = fhir::count_records(&text);
+        return sink(c);
     }
     let parts = rayon::current_num_threads() * 4;
     let mut blocks = LineBlocks::new(super::io::open(path)?, opts.block_bytes);
@@ -150,11 +153,21 @@ pub fn read_fhir(
         for c in chunks {
             merged.merge(c);
         }
+        // Lines framed by the block reader (a Bundle on a line: its entries), counted apart
+        // from their outcomes.
+        let lines = memchr::memchr_iter(b'\n', &block.data).count();
+        merged.tally.rows_read = block
+            .data
+            .split(|b| *b == b'\n')
+            .take(lines)
+            .map(fhir::line_records)
+            .sum();
         reporter.progress(block.data.len() as u64);
         sink(merged)?;
     }
     if let Some(t) = blocks.truncation.take() {
         let mut c = Chunk::default();
+        c.tally.rows_read = 1;
         c.reject(
             ctx.file,
             t.line,

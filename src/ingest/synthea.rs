@@ -90,7 +90,7 @@ pub fn convert(table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk) {
                 Some(s) => ("START", s),
                 None => ("DATE", row.req("date")?),
             };
-            e.time = Some(ctx.time(f, t, false)?);
+            e.set_time(ctx.stamp(f, t, false)?);
             e.end_time = ctx.opt_time("STOP", row.get("stop"), false)?;
             e.code = match row.get("encounterclass") {
                 Some(class) => encounter_code(class),
@@ -108,17 +108,18 @@ pub fn convert(table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk) {
         "conditions" => (|| {
             let sid = subject(ctx, row)?;
             let mut e = base(ctx, row, table, sid);
-            e.time = Some(ctx.time("START", row.req("start")?, false)?);
+            e.set_time(ctx.stamp("START", row.req("start")?, false)?);
             e.end_time = ctx.opt_time("STOP", row.get("stop"), false)?;
             e.code = code(row, "SNOMED")?;
             describe(c, row, &e.code);
             e.visit_id = row.get("encounter").map(String::from);
+            e.coded_at_discharge = e.visit_id.is_some();
             Ok(vec![e])
         })(),
         "observations" => (|| {
             let sid = subject(ctx, row)?;
             let mut e = base(ctx, row, table, sid);
-            e.time = Some(ctx.time("DATE", row.req("date")?, false)?);
+            e.set_time(ctx.stamp("DATE", row.req("date")?, false)?);
             e.code = code(row, "LOINC")?;
             describe(c, row, &e.code);
             e.visit_id = row.get("encounter").map(String::from);
@@ -140,7 +141,7 @@ pub fn convert(table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk) {
         "medications" => (|| {
             let sid = subject(ctx, row)?;
             let mut e = base(ctx, row, table, sid);
-            e.time = Some(ctx.time("START", row.req("start")?, false)?);
+            e.set_time(ctx.stamp("START", row.req("start")?, false)?);
             e.end_time = ctx.opt_time("STOP", row.get("stop"), false)?;
             e.code = code(row, "RXNORM")?;
             describe(c, row, &e.code);
@@ -154,7 +155,7 @@ pub fn convert(table: &str, ctx: &Ctx, row: &Row, c: &mut Chunk) {
                 Some(s) => ("START", s),
                 None => ("DATE", row.req("date")?),
             };
-            e.time = Some(ctx.time(f, t, false)?);
+            e.set_time(ctx.stamp(f, t, false)?);
             e.end_time = ctx.opt_time("STOP", row.get("stop"), false)?;
             e.code = code(row, "SNOMED")?;
             describe(c, row, &e.code);

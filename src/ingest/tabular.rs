@@ -191,9 +191,10 @@ where
         for c in chunks {
             merged.merge(c);
         }
+        // The records the CSV reader framed, counted apart from their outcomes.
+        merged.tally.rows_read += n as u64 + failure.is_some() as u64;
         if let Some(q) = failure.take() {
             let utf8 = q.reason == "bad_row";
-            merged.tally.rows_read += 1;
             merged.tally.rows_rejected += 1;
             *merged
                 .tally
@@ -253,4 +254,45 @@ pub fn load_lookup(path: &Path, cols: &[&str]) -> Result<Vec<Vec<Option<String>>
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A converter that forgets rows cannot make the counts balance: the CSV framing counts
+    /// every record itself, and [`crate::ingest::Tally::check`] refuses the file.
+    #[test]
+    fn a_reader_that_forgets_a_row_is_caught() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("t.csv");
+        std::fs::write(&p, "a,b\n1,2\n3,4\n5,6\n7\n").unwrap();
+        let run = |forget: bool| {
+            let mut total = crate::ingest::Tally::default();
+            stream(
+                &p,
+                "t.csv",
+                &["a"],
+                |row, c| {
+                    if !(forget && row.line == 3) {
+                        c.accept(vec![]);
+                    }
+                },
+                &mut |c| {
+                    total.add(&c.tally);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            total
+        };
+        let honest = run(false);
+        assert_eq!(honest.rows_read, 4);
+        assert_eq!((honest.rows_accepted, honest.rows_rejected), (3, 1));
+        assert!(honest.check(&p).is_ok());
+        let lossy = run(true);
+        assert_eq!(lossy.rows_read, 4);
+        let e = lossy.check(&p).unwrap_err().to_string();
+        assert!(e.contains("4 records read but 3 accounted for"), "{e}");
+    }
 }

@@ -4,6 +4,7 @@
 //! which is what the lake's naive `timestamp[us]` column holds. Hand-written for speed: it runs
 //! once per event on the ingest hot path.
 
+use crate::schema::Stamp;
 use chrono::{NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 
@@ -40,6 +41,13 @@ const MICROS: i64 = 1_000_000;
 impl TimeContext {
     /// Parse one timestamp. Errors name what was expected.
     pub fn parse(&self, s: &str) -> Result<i64, &'static str> {
+        self.stamp(s).map(|s| s.at)
+    }
+
+    /// Parse one timestamp with its precision: a year, a year-month or a date is *known* only
+    /// at the end of its interval (the next 1 January, 1st of the month, midnight), so that an
+    /// event dated on the day of a prediction is not seen by it. A time of day is an instant.
+    pub fn stamp(&self, s: &str) -> Result<Stamp, &'static str> {
         const EXPECTED: &str = "an ISO-8601 date or date-time (YYYY, YYYY-MM, YYYY-MM-DD, YYYY-MM-DDThh:mm[:ss[.f]][Z|±hh:mm])";
         let b = s.trim().as_bytes();
         if b.len() < 4 {
@@ -47,8 +55,21 @@ impl TimeContext {
         }
         let year = digits(&b[0..4]).ok_or(EXPECTED)? as i32;
         let (month, day, rest) = match b.len() {
-            4 => (1, 1, &b[4..]),
-            7 if b[4] == b'-' => (digits(&b[5..7]).ok_or(EXPECTED)?, 1, &b[7..]),
+            4 => {
+                let start = NaiveDate::from_ymd_opt(year, 1, 1).ok_or("a real calendar date")?;
+                return self.interval(start, NaiveDate::from_ymd_opt(year + 1, 1, 1));
+            }
+            7 if b[4] == b'-' => {
+                let month = digits(&b[5..7]).ok_or(EXPECTED)?;
+                let start =
+                    NaiveDate::from_ymd_opt(year, month, 1).ok_or("a real calendar date")?;
+                let next = if month == 12 {
+                    NaiveDate::from_ymd_opt(year + 1, 1, 1)
+                } else {
+                    NaiveDate::from_ymd_opt(year, month + 1, 1)
+                };
+                return self.interval(start, next);
+            }
             n if n >= 10 && b[4] == b'-' && b[7] == b'-' => (
                 digits(&b[5..7]).ok_or(EXPECTED)?,
                 digits(&b[8..10]).ok_or(EXPECTED)?,
@@ -58,7 +79,7 @@ impl TimeContext {
         };
         let date = NaiveDate::from_ymd_opt(year, month, day).ok_or("a real calendar date")?;
         if rest.is_empty() {
-            return self.local(date.and_hms_opt(0, 0, 0).expect("midnight exists"));
+            return self.interval(date, date.succ_opt());
         }
         if rest[0] != b'T' && rest[0] != b' ' {
             return Err(EXPECTED);
@@ -111,7 +132,27 @@ impl TimeContext {
             }
             _ => return Err(EXPECTED),
         };
-        Ok(base + micros)
+        let at = base + micros;
+        Ok(Stamp { at, known: at })
+    }
+
+    /// A whole-day interval from local midnight of `start` to local midnight of `next` (a day
+    /// without a local midnight, after a DST jump, starts at its earliest local time).
+    fn interval(&self, start: NaiveDate, next: Option<NaiveDate>) -> Result<Stamp, &'static str> {
+        let at = self.midnight(start)?;
+        let known = match next {
+            Some(n) => self.midnight(n)?,
+            None => return Err("a date before the year 262143"),
+        };
+        Ok(Stamp { at, known })
+    }
+
+    fn midnight(&self, d: NaiveDate) -> Result<i64, &'static str> {
+        let naive = d.and_hms_opt(0, 0, 0).expect("midnight exists");
+        self.local(naive).or_else(|_| {
+            // Midnight inside a DST gap (e.g. America/Santiago): the day starts an hour later.
+            self.local(naive + chrono::Duration::hours(1))
+        })
     }
 
     fn local(&self, naive: NaiveDateTime) -> Result<i64, &'static str> {
@@ -178,6 +219,38 @@ mod tests {
         assert_eq!(ny.parse("2013-01-17").unwrap(), utc("2013-01-17T05:00:00Z"));
         // 02:30 does not exist on the spring-forward day in New York.
         assert!(ny.parse("2021-03-14 02:30:00").is_err());
+    }
+
+    #[test]
+    fn dates_are_known_at_the_end_of_their_interval() {
+        let c = TimeContext::default();
+        let s = c.stamp("2012-09-17").unwrap();
+        assert_eq!(s.at, utc("2012-09-17T00:00:00Z"));
+        assert_eq!(s.known, utc("2012-09-18T00:00:00Z"));
+        let s = c.stamp("2012-12").unwrap();
+        assert_eq!(
+            (s.at, s.known),
+            (utc("2012-12-01T00:00:00Z"), utc("2013-01-01T00:00:00Z"))
+        );
+        let s = c.stamp("2012").unwrap();
+        assert_eq!(
+            (s.at, s.known),
+            (utc("2012-01-01T00:00:00Z"), utc("2013-01-01T00:00:00Z"))
+        );
+        let s = c.stamp("2012-02-29").unwrap();
+        assert_eq!(s.known, utc("2012-03-01T00:00:00Z"));
+        // A time of day is an instant, whatever its zone.
+        let s = c.stamp("2013-05-17 10:00:00").unwrap();
+        assert_eq!(s.at, s.known);
+        let s = c.stamp("2013-05-17T10:00:00+02:00").unwrap();
+        assert_eq!(s.at, s.known);
+        // In a zone, the day ends at local midnight (23 hours on the spring-forward day).
+        let ny = TimeContext {
+            zone: chrono_tz::America::New_York,
+        };
+        let s = ny.stamp("2021-03-14").unwrap();
+        assert_eq!(s.at, utc("2021-03-14T05:00:00Z"));
+        assert_eq!(s.known, utc("2021-03-15T04:00:00Z"));
     }
 
     #[test]

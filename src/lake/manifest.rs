@@ -5,7 +5,9 @@
 use crate::ingest::Tally;
 use serde::{Deserialize, Serialize};
 
-pub const LAKE_FORMAT_VERSION: u32 = 1;
+/// Version 2 added `available_time` and `coded_at_discharge` to the events; a lake of another
+/// version is refused (re-ingest its exports) rather than read with a clock it does not have.
+pub const LAKE_FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -72,6 +72,16 @@ impl Lake {
             path: mp.clone(),
             message: e.to_string(),
         })?;
+        if manifest.lake_format_version != manifest::LAKE_FORMAT_VERSION {
+            return Err(LakeError::Corrupt {
+                path: mp,
+                message: format!(
+                    "lake format version {}, this engine reads version {}; re-ingest the exports into a new lake",
+                    manifest.lake_format_version,
+                    manifest::LAKE_FORMAT_VERSION
+                ),
+            });
+        }
         Ok(Lake {
             root: root.to_path_buf(),
             manifest,

@@ -100,6 +100,17 @@ pub fn validate(lake: &Lake) -> Result<Validation, LakeError> {
             if !codes.contains_key(&e.code) {
                 missing_codes.insert(e.code.clone());
             }
+            match (e.time, e.available_time) {
+                (Some(t), Some(a)) if a < t => v.problems.push(format!(
+                    "{} row {row}: available_time is before time",
+                    p.display()
+                )),
+                (Some(_), None) => v.problems.push(format!(
+                    "{} row {row}: a timed event without available_time",
+                    p.display()
+                )),
+                _ => {}
+            }
             if let Some(pv) = prev {
                 if pv.subject_id != e.subject_id {
                     closed.insert(pv.subject_id);

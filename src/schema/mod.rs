@@ -4,13 +4,14 @@
 //! sort order defined here (subject, time with nulls first, then every other column) is total,
 //! so the lake's bytes do not depend on the order in which parallel readers produced events.
 
+pub mod availability;
 pub mod codes;
 pub mod units;
 
 use arrow::array::{
-    Array, ArrayRef, Float32Array, Float32Builder, Int64Array, Int64Builder, LargeStringBuilder,
-    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
-    TimestampMicrosecondBuilder,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float32Array, Float32Builder, Int64Array,
+    Int64Builder, LargeStringBuilder, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::borrow::Cow;
@@ -30,6 +31,15 @@ pub struct Event {
     pub unit: Option<String>,
     /// End of an interval event (encounter discharge, medication stop, condition abatement).
     pub end_time: Option<i64>,
+    /// When the event became *known*: the end of its time's precision (a date-only value at
+    /// the end of its day, a year-month at the end of its month), or the discharge of the stay
+    /// it was coded for. Set at ingest ([`availability::resolve`]); `None` only for static facts
+    /// and for events not yet resolved, which [`Event::known_at`] then takes as their time.
+    pub available_time: Option<i64>,
+    /// The reader's fact that this diagnosis was coded for its visit, so that it is known at
+    /// the visit's discharge when the visit is a stay (resolved at ingest, kept in the lake so
+    /// that a stay arriving in a later export still delays it).
+    pub coded_at_discharge: bool,
     /// Source visit / encounter id, to tie a diagnosis to its admission.
     pub visit_id: Option<String>,
     /// A second coding of the same fact (OMOP source value, another FHIR coding).
@@ -87,6 +97,14 @@ impl Provenance {
             })
             .unwrap_or_default()
     }
+}
+
+/// A parsed timestamp: the instant it names and the instant from which it was certainly past
+/// (the end of its precision: `2012-09-17` is known from the next midnight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub at: i64,
+    pub known: i64,
 }
 
 /// The sources whose events are medication records (prescriptions, orders, statements).
@@ -152,7 +170,7 @@ pub fn source_name(format: &str, table: &str) -> Cow<'static, str> {
 }
 
 /// Names of the lake's columns, in order.
-pub const COLUMNS: [&str; 11] = [
+pub const COLUMNS: [&str; 13] = [
     "subject_id",
     "time",
     "code",
@@ -160,6 +178,8 @@ pub const COLUMNS: [&str; 11] = [
     "text_value",
     "unit",
     "end_time",
+    "available_time",
+    "coded_at_discharge",
     "visit_id",
     "source_code",
     "source",
@@ -167,9 +187,11 @@ pub const COLUMNS: [&str; 11] = [
 ];
 
 /// Extension columns beyond MEDS' core five, as listed in `dataset.json`.
-pub const EXTENSION_COLUMNS: [&str; 6] = [
+pub const EXTENSION_COLUMNS: [&str; 8] = [
     "unit",
     "end_time",
+    "available_time",
+    "coded_at_discharge",
     "visit_id",
     "source_code",
     "source",
@@ -189,7 +211,9 @@ pub fn event_schema() -> SchemaRef {
             Field::new("numeric_value", DataType::Float32, true),
             Field::new("text_value", DataType::LargeUtf8, true),
             Field::new("unit", DataType::Utf8, true),
-            Field::new("end_time", ts, true),
+            Field::new("end_time", ts.clone(), true),
+            Field::new("available_time", ts, true),
+            Field::new("coded_at_discharge", DataType::Boolean, false),
             Field::new("visit_id", DataType::Utf8, true),
             Field::new("source_code", DataType::Utf8, true),
             Field::new("source", DataType::Utf8, false),
@@ -217,6 +241,8 @@ impl Event {
             .then_with(|| cmp_opt(&self.time, &o.time))
             .then_with(|| self.dedupe_cmp(o))
             .then_with(|| cmp_opt(&self.end_time, &o.end_time))
+            .then_with(|| cmp_opt(&self.available_time, &o.available_time))
+            .then_with(|| self.coded_at_discharge.cmp(&o.coded_at_discharge))
             .then_with(|| self.source.cmp(&o.source))
             .then_with(|| self.provenance.cmp(&o.provenance))
             .then_with(|| cmp_opt(&self.visit_id, &o.visit_id))
@@ -237,6 +263,17 @@ impl Event {
             .then_with(|| cmp_opt(&self.unit, &o.unit))
     }
 
+    /// The instant from which a prediction may see this event (`None`: static, always seen).
+    pub fn known_at(&self) -> Option<i64> {
+        self.available_time.or(self.time)
+    }
+
+    /// Set the event's time and when it became known from a parsed timestamp.
+    pub fn set_time(&mut self, s: Stamp) {
+        self.time = Some(s.at);
+        self.available_time = Some(s.known);
+    }
+
     /// Two events are exact duplicates when subject, time, code, value and unit agree; where
     /// the row came from does not matter.
     pub fn same_fact(&self, o: &Event) -> bool {
@@ -251,7 +288,13 @@ pub fn sort_dedupe(events: &mut Vec<Event>) -> u64 {
     use rayon::slice::ParallelSliceMut;
     events.par_sort_unstable_by(|a, b| a.lake_cmp(b));
     let before = events.len();
-    events.dedup_by(|later, earlier| later.same_fact(earlier));
+    events.dedup_by(|later, earlier| {
+        let same = later.same_fact(earlier);
+        if same {
+            availability::absorb(earlier, later);
+        }
+        same
+    });
     (before - events.len()) as u64
 }
 
@@ -265,6 +308,8 @@ pub fn to_batch(events: &[Event]) -> RecordBatch {
     let mut text = LargeStringBuilder::new();
     let mut unit = StringBuilder::new();
     let mut end = TimestampMicrosecondBuilder::with_capacity(n);
+    let mut avail = TimestampMicrosecondBuilder::with_capacity(n);
+    let mut coded = BooleanBuilder::with_capacity(n);
     let mut visit = StringBuilder::new();
     let mut scode = StringBuilder::new();
     let mut source = StringBuilder::new();
@@ -278,6 +323,8 @@ pub fn to_batch(events: &[Event]) -> RecordBatch {
         text.append_option(e.text_value.as_deref());
         unit.append_option(e.unit.as_deref());
         end.append_option(e.end_time);
+        avail.append_option(e.available_time);
+        coded.append_value(e.coded_at_discharge);
         visit.append_option(e.visit_id.as_deref());
         scode.append_option(e.source_code.as_deref());
         source.append_value(&e.source);
@@ -293,6 +340,8 @@ pub fn to_batch(events: &[Event]) -> RecordBatch {
         Arc::new(text.finish()),
         Arc::new(unit.finish()),
         Arc::new(end.finish()),
+        Arc::new(avail.finish()),
+        Arc::new(coded.finish()),
         Arc::new(visit.finish()),
         Arc::new(scode.finish()),
         Arc::new(source.finish()),
@@ -390,6 +439,20 @@ pub fn from_batch(b: &RecordBatch) -> Result<Vec<Event>, SchemaMismatch> {
     let text = strings(b, "text_value", false)?;
     let unit = strings(b, "unit", false)?;
     let end = times(b, "end_time")?;
+    let avail = times(b, "available_time")?;
+    let coded: Vec<bool> = match col(b, "coded_at_discharge") {
+        Some(a) => {
+            let f = a
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| SchemaMismatch {
+                    column: "coded_at_discharge".into(),
+                    problem: format!("expected a boolean column, got {}", a.data_type()),
+                })?;
+            (0..n).map(|i| !f.is_null(i) && f.value(i)).collect()
+        }
+        None => vec![false; n],
+    };
     let visit = strings(b, "visit_id", false)?;
     let scode = strings(b, "source_code", false)?;
     let source = strings(b, "source", false)?;
@@ -416,6 +479,8 @@ pub fn from_batch(b: &RecordBatch) -> Result<Vec<Event>, SchemaMismatch> {
             text_value: text[i].clone(),
             unit: unit[i].clone(),
             end_time: end[i],
+            available_time: avail[i],
+            coded_at_discharge: coded[i],
             visit_id: visit[i].clone(),
             source_code: scode[i].clone(),
             source: Cow::Owned(source[i].clone().unwrap_or_default()),

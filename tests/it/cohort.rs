@@ -322,6 +322,7 @@ fn discharge_dated_diagnosis_does_not_reach_a_prediction_inside_the_stay() {
     let mut dx = ev("2015-03-01T10:00:00Z", "ICD10CM//I48.91");
     dx.source = "omop:condition_occurrence".into();
     dx.visit_id = Some("h1".into());
+    dx.coded_at_discharge = true;
     let mut events = vec![
         ev("1950-01-01", "MEDS_BIRTH"),
         ev("2010-01-01", "ENCOUNTER//AMB"),
@@ -329,6 +330,7 @@ fn discharge_dated_diagnosis_does_not_reach_a_prediction_inside_the_stay() {
         dx,
     ];
     events.sort_by(|a, b| a.lake_cmp(b));
+    ehr_risk::schema::availability::resolve(&mut events);
     let vis = Visibility::new(&events);
     let cols = ehr_risk::features::compute::tabular_columns(&c, &t);
     let af = cols
@@ -461,11 +463,17 @@ mod leakage {
                 }
                 if diag && code.starts_with("ICD10CM") {
                     e.source = "fhir:Condition".into();
+                    e.coded_at_discharge = true;
+                }
+                // Date-only values are known at the end of their day.
+                if len % 3 == 0 {
+                    e.available_time = Some(base + (d + 1) * day);
                 }
                 e.provenance.row = k as u64;
                 out.push(e);
             }
             out.sort_by(|a, b| a.lake_cmp(b));
+            ehr_risk::schema::availability::resolve(&mut out);
             out
         })
     }
