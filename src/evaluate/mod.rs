@@ -101,7 +101,7 @@ pub fn run(
     hashes: (&str, &str),
     bootstrap_reps: usize,
     seed: u64,
-) -> Result<Evaluation, String> {
+) -> Result<Evaluation, crate::model::logistic::LogisticError> {
     let (mut tx, mut ty) = (vec![], vec![]);
     let mut test: Vec<(usize, bool)> = vec![];
     for (i, k) in keys.iter().enumerate() {

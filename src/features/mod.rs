@@ -33,6 +33,8 @@ pub enum FeatureError {
     Lake(#[from] LakeError),
     #[error("{0}")]
     Spec(String),
+    #[error("features.toml: measurement {0:?} is not a concept of schemas/measurements.toml")]
+    UnknownMeasurement(String),
     #[error("{path}: {message}")]
     Cohort { path: String, message: String },
     #[error("{path}: {err}")]
@@ -153,8 +155,7 @@ pub fn run(
     let parents = write::read_code_parents(&lake.root.join("metadata/codes.parquet"))?;
     let spec_hash = spec.hash();
     let task = &task.with_descendants(&parents);
-    let compiled =
-        Compiled::new(spec.with_descendants(&parents), &codes).map_err(FeatureError::Spec)?;
+    let compiled = Compiled::new(spec.with_descendants(&parents), &codes)?;
     let vocab = learn_vocab(&lake, compiled.spec.sequence.min_code_count)?;
     let columns = tabular_columns(&compiled, task);
     for d in ["tabular", "sequences"] {
@@ -350,8 +351,7 @@ pub fn audit(
     let codes = write::read_codes(&lake.root.join("metadata/codes.parquet"))?;
     let parents = write::read_code_parents(&lake.root.join("metadata/codes.parquet"))?;
     let task = &task.with_descendants(&parents);
-    let compiled =
-        Compiled::new(spec.with_descendants(&parents), &codes).map_err(FeatureError::Spec)?;
+    let compiled = Compiled::new(spec.with_descendants(&parents), &codes)?;
     let vocab = learn_vocab(&lake, compiled.spec.sequence.min_code_count)?;
     let mut checked = 0;
     let mut problems = Vec::new();

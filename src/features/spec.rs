@@ -79,14 +79,14 @@ impl Compiled {
     pub fn new(
         spec: FeatureSpec,
         codes: &BTreeMap<String, Option<String>>,
-    ) -> Result<Compiled, String> {
+    ) -> Result<Compiled, super::FeatureError> {
         let mut measurements = Vec::new();
         for name in &spec.measurements {
             let c = units()
                 .concepts()
                 .iter()
                 .find(|c| &c.name == name)
-                .ok_or_else(|| format!("features.toml: measurement {name:?} is not a concept of schemas/measurements.toml"))?;
+                .ok_or_else(|| super::FeatureError::UnknownMeasurement(name.clone()))?;
             measurements.push((name.clone(), c.code.clone()));
         }
         let treatment_codes = spec

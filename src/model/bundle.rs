@@ -42,8 +42,12 @@ pub enum ModelError {
     Corrupt { dir: String, message: String },
     #[error("model {dir} does not fit these features: {message}")]
     Mismatch { dir: String, message: String },
-    #[error("{0}")]
-    Train(String),
+    #[error(transparent)]
+    Train(#[from] super::gru::TrainError),
+    #[error(transparent)]
+    Config(#[from] super::gru::GruConfigError),
+    #[error(transparent)]
+    Logistic(#[from] super::logistic::LogisticError),
     #[error(transparent)]
     Features(#[from] crate::features::FeatureError),
     #[error(transparent)]
@@ -222,10 +226,10 @@ pub fn train(
             ),
         });
     }
-    cfg.validate().map_err(ModelError::Train)?;
+    cfg.validate()?;
     // The cohort must be the one the features were built from (same lake, same task).
     crate::cohort::check_made_from(cohort, &fm.lake_fingerprint, &fm.task_hash)?;
-    let device = cfg.device().map_err(ModelError::Train)?;
+    let device = cfg.device()?;
     let outputs = output_names(task);
     let (tr, tu) = training_data(features, cohort, &outputs, &fm.columns, fm.rows, &cfg)?;
     tracing::info!(train = tr.len(), tuning = tu.len(), "training rows loaded");
@@ -244,8 +248,7 @@ pub fn train(
         );
         let r = gru::train(&mut vs, &net, &cfg, &tr, &tu, &norm, progress);
         r.map(|r| (vs, net, r))
-    })
-    .map_err(ModelError::Train)?;
+    })?;
     // Calibration and baseline, per output.
     let logits = gru::predict_logits(&net, &tu, &norm, device, 1024);
     use rayon::prelude::*;
@@ -272,8 +275,7 @@ pub fn train(
             }
             LogisticModel::fit(name, &fm.columns, &tx, &ty, LogisticParams::default(), hashes)
         })
-        .collect::<Result<_, _>>()
-        .map_err(ModelError::Train)?;
+        .collect::<Result<_, _>>()?;
     let mut platt = Vec::new();
     let mut logistic = Vec::new();
     let mut out_metrics = Vec::new();

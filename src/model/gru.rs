@@ -80,7 +80,7 @@ impl Default for GruConfig {
 impl GruConfig {
     /// Check every hyper-parameter once, before training: the message states the rule that
     /// was broken and the value that broke it (nothing is quietly turned into something else).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), GruConfigError> {
         let mut broken = Vec::new();
         let mut rule = |ok: bool, what: String| {
             if !ok {
@@ -148,22 +148,40 @@ impl GruConfig {
         if broken.is_empty() {
             self.device().map(|_| ())
         } else {
-            Err(format!("GRU configuration: {}", broken.join("; ")))
+            Err(GruConfigError::Rules(broken))
         }
     }
 
-    pub fn device(&self) -> Result<Device, String> {
+    pub fn device(&self) -> Result<Device, GruConfigError> {
         match self.device.as_str() {
             "cpu" => Ok(Device::Cpu),
             "cuda" if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-            "cuda" => Err(
-                "device \"cuda\" asked for, but libtorch sees no CUDA device (the default set-up \
-                 installs the CPU build; see docs/GPU.md)"
-                    .into(),
-            ),
-            d => Err(format!("device {d:?}: expected \"cpu\" or \"cuda\"")),
+            "cuda" => Err(GruConfigError::NoCuda),
+            d => Err(GruConfigError::UnknownDevice(d.to_string())),
         }
     }
+}
+
+/// Why a training run stopped.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TrainError {
+    #[error("training needs rows in both splits: train {train}, tuning {tuning}")]
+    EmptySplit { train: usize, tuning: usize },
+    #[error("libtorch: {0}")]
+    Torch(String),
+}
+
+/// A GRU configuration refused before training, with the rules it breaks.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GruConfigError {
+    #[error("GRU configuration: {}", .0.join("; "))]
+    Rules(Vec<String>),
+    #[error(
+        "device \"cuda\" asked for, but libtorch sees no CUDA device (the default set-up installs the CPU build; see docs/GPU.md)"
+    )]
+    NoCuda,
+    #[error("device {0:?}: expected \"cpu\" or \"cuda\"")]
+    UnknownDevice(String),
 }
 
 /// Standardisation of the tabular inputs (train split): NaN becomes the mean (0).
@@ -523,13 +541,12 @@ pub fn train(
     tune: &Dataset,
     norm: &TabNorm,
     progress: &mut dyn FnMut(&EpochLog),
-) -> Result<(Vec<EpochLog>, usize), String> {
+) -> Result<(Vec<EpochLog>, usize), TrainError> {
     if train.is_empty() || tune.is_empty() {
-        return Err(format!(
-            "training needs rows in both splits: train {}, tuning {}",
-            train.len(),
-            tune.len()
-        ));
+        return Err(TrainError::EmptySplit {
+            train: train.len(),
+            tuning: tune.len(),
+        });
     }
     let device = vs.device();
     let pw = Tensor::from_slice(&pos_weights(train, cfg.pos_weight_power)).to_device(device);
@@ -538,7 +555,7 @@ pub fn train(
         ..Default::default()
     }
     .build(vs, cfg.learning_rate)
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| TrainError::Torch(e.to_string()))?;
     let mut rng = Rng::new(cfg.seed, 0, 0x0067_7275);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut logs = Vec::new();

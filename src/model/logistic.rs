@@ -53,6 +53,26 @@ fn standardise(rows: &[Vec<f32>], mean: &[f64], std: &[f64]) -> Array2<f64> {
     x
 }
 
+/// Why a logistic baseline cannot be fitted or applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LogisticError {
+    #[error("alpha must be at least 0, got {0}")]
+    NegativeAlpha(f64),
+    #[error("{outcome}: training needs both outcomes among {rows} rows")]
+    OneClass { outcome: String, rows: usize },
+    #[error("{outcome}: logistic regression did not fit: {message}")]
+    Fit { outcome: String, message: String },
+    /// `trained` and `given` read `<spec> / task <task> (<n> columns)`.
+    #[error(
+        "model for {outcome} was trained on feature spec {trained}; these features are spec {given}"
+    )]
+    Mismatch {
+        outcome: String,
+        trained: String,
+        given: String,
+    },
+}
+
 impl LogisticModel {
     /// Fit on training rows (one Vec per row, columns in `columns` order).
     pub fn fit(
@@ -62,15 +82,15 @@ impl LogisticModel {
         y: &[bool],
         params: LogisticParams,
         hashes: (&str, &str),
-    ) -> Result<LogisticModel, String> {
+    ) -> Result<LogisticModel, LogisticError> {
         if params.alpha < 0.0 {
-            return Err(format!("alpha must be at least 0, got {}", params.alpha));
+            return Err(LogisticError::NegativeAlpha(params.alpha));
         }
         if rows.is_empty() || !y.iter().any(|v| *v) || y.iter().all(|v| *v) {
-            return Err(format!(
-                "{outcome}: training needs both outcomes among {} rows",
-                rows.len()
-            ));
+            return Err(LogisticError::OneClass {
+                outcome: outcome.to_string(),
+                rows: rows.len(),
+            });
         }
         let k = columns.len();
         let (mut mean, mut std) = (vec![0.0; k], vec![1.0; k]);
@@ -94,7 +114,10 @@ impl LogisticModel {
             .alpha(params.alpha)
             .max_iterations(params.max_iterations)
             .fit(&ds)
-            .map_err(|e| format!("{outcome}: logistic regression did not fit: {e}"))?;
+            .map_err(|e| LogisticError::Fit {
+                outcome: outcome.to_string(),
+                message: e.to_string(),
+            })?;
         // linfa models the more frequent class as "positive": with a rare outcome that is
         // `false`, so the sign is turned to give the probability of the outcome.
         let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
@@ -153,21 +176,24 @@ impl LogisticModel {
         columns: &[String],
         feature_spec_hash: &str,
         task_hash: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), LogisticError> {
         if self.feature_spec_hash != feature_spec_hash
             || self.task_hash != task_hash
             || self.columns != columns
         {
-            return Err(format!(
-                "model for {} was trained on feature spec {} / task {} ({} columns); these features are spec {} / task {} ({} columns)",
-                self.outcome,
-                self.feature_spec_hash,
-                self.task_hash,
-                self.columns.len(),
-                feature_spec_hash,
-                task_hash,
-                columns.len()
-            ));
+            return Err(LogisticError::Mismatch {
+                outcome: self.outcome.clone(),
+                trained: format!(
+                    "{} / task {} ({} columns)",
+                    self.feature_spec_hash,
+                    self.task_hash,
+                    self.columns.len()
+                ),
+                given: format!(
+                    "{feature_spec_hash} / task {task_hash} ({} columns)",
+                    columns.len()
+                ),
+            });
         }
         Ok(())
     }
@@ -211,6 +237,7 @@ mod tests {
         assert!(
             m.check(&cols, "other", "task")
                 .unwrap_err()
+                .to_string()
                 .contains("feature spec")
         );
         assert!(

@@ -59,6 +59,21 @@ enum Op {
     Present,
 }
 
+/// A rule file that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
+    #[error("{file}: {err}")]
+    Toml { file: String, err: toml::de::Error },
+    #[error("{file}: rule {rule:?}: {problem}")]
+    Rule {
+        file: String,
+        rule: String,
+        problem: String,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Condition {
     pub quantity: String,
@@ -195,9 +210,13 @@ impl RuleSet {
     }
 
     /// Load every `*.toml` of a folder, checking quantities against `columns` when given.
-    pub fn load(dir: &Path, columns: Option<&[String]>) -> Result<RuleSet, String> {
+    pub fn load(dir: &Path, columns: Option<&[String]>) -> Result<RuleSet, RuleError> {
+        let io = |p: &Path| {
+            let path = p.display().to_string();
+            move |err| RuleError::Io { path, err }
+        };
         let mut files: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .map_err(io(dir))?
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|e| e == "toml"))
@@ -208,7 +227,7 @@ impl RuleSet {
             .map(|p| {
                 std::fs::read_to_string(p)
                     .map(|t| (p.display().to_string(), t))
-                    .map_err(|e| format!("{}: {e}", p.display()))
+                    .map_err(io(p))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Self::parse(texts.into_iter(), columns)
@@ -217,13 +236,20 @@ impl RuleSet {
     fn parse(
         files: impl Iterator<Item = (String, String)>,
         columns: Option<&[String]>,
-    ) -> Result<RuleSet, String> {
+    ) -> Result<RuleSet, RuleError> {
         let mut rules = Vec::new();
         let mut ids = HashSet::new();
         for (name, text) in files {
-            let f: RuleFile = toml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+            let f: RuleFile = toml::from_str(&text).map_err(|err| RuleError::Toml {
+                file: name.clone(),
+                err,
+            })?;
             for r in f.rule {
-                let ctx = |m: String| format!("{name}: rule {:?}: {m}", r.id);
+                let ctx = |problem: String| RuleError::Rule {
+                    file: name.clone(),
+                    rule: r.id.clone(),
+                    problem,
+                };
                 if !ids.insert(r.id.clone()) {
                     return Err(ctx("duplicate id".into()));
                 }
@@ -264,7 +290,7 @@ impl RuleSet {
                 let what_if = r
                     .what_if
                     .as_deref()
-                    .map(|w| w.parse::<whatif::Change>().map_err(ctx))
+                    .map(|w| w.parse::<whatif::Change>().map_err(|e| ctx(e.to_string())))
                     .transpose()?;
                 rules.push(Rule {
                     id: r.id,
@@ -482,7 +508,7 @@ mod tests {
         for (n, t) in bad {
             let e = RuleSet::parse(std::iter::once((n.to_string(), t.to_string())), Some(&cols))
                 .expect_err("refused");
-            assert!(e.starts_with(n), "{e}");
+            assert!(e.to_string().starts_with(n), "{e}");
         }
     }
 }

@@ -22,20 +22,23 @@ pub enum Change {
     Anticoagulate,
 }
 
+/// A what-if name this engine does not know.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "unknown what_if {0:?}: expected statin_moderate, statin_high, bp_to_target, stop_smoking or anticoagulate"
+)]
+pub struct UnknownChange(pub String);
+
 impl std::str::FromStr for Change {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Change, String> {
+    type Err = UnknownChange;
+    fn from_str(s: &str) -> Result<Change, UnknownChange> {
         Ok(match s {
             "statin_moderate" => Change::StatinModerate,
             "statin_high" => Change::StatinHigh,
             "bp_to_target" => Change::BpToTarget,
             "stop_smoking" => Change::StopSmoking,
             "anticoagulate" => Change::Anticoagulate,
-            o => {
-                return Err(format!(
-                    "unknown what_if {o:?}: expected statin_moderate, statin_high, bp_to_target, stop_smoking or anticoagulate"
-                ));
-            }
+            o => return Err(UnknownChange(o.to_string())),
         })
     }
 }

@@ -22,8 +22,18 @@ pub struct ReportInputs {
     pub tiers: BTreeMap<String, u64>,
 }
 
-fn err(p: &Path, e: impl std::fmt::Display) -> String {
-    format!("{}: {e}", p.display())
+/// An input of the report that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{path}: {message}")]
+    Unreadable { path: String, message: String },
+}
+
+fn err(p: &Path, e: impl std::fmt::Display) -> ReportError {
+    ReportError::Unreadable {
+        path: p.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Read what the report needs.
@@ -31,7 +41,7 @@ pub fn load(
     scores: &Path,
     evaluation: &Path,
     cohort: Option<&Path>,
-) -> Result<ReportInputs, String> {
+) -> Result<ReportInputs, ReportError> {
     let sp = scores.join("score_summary.json");
     let summary: ScoreSummary =
         serde_json::from_str(&std::fs::read_to_string(&sp).map_err(|e| err(&sp, e))?)

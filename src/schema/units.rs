@@ -125,17 +125,29 @@ pub struct Canonical {
     pub unit: String,
 }
 
+/// A measurements catalog that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("measurements catalog: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("{concept}: min {min} must be below max {max}")]
+    EmptyRange { concept: String, min: f64, max: f64 },
+    #[error("code {0} listed twice")]
+    DuplicateCode(String),
+}
+
 impl Units {
-    pub fn parse(text: &str) -> Result<Units, String> {
-        let cat: Catalog = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Units, CatalogError> {
+        let cat: Catalog = toml::from_str(text)?;
         let mut concepts = Vec::new();
         let mut by_code = HashMap::new();
         for c in cat.concept {
             if c.min >= c.max {
-                return Err(format!(
-                    "{}: min {} must be below max {}",
-                    c.name, c.min, c.max
-                ));
+                return Err(CatalogError::EmptyRange {
+                    concept: c.name,
+                    min: c.min,
+                    max: c.max,
+                });
             }
             let mut units = HashMap::new();
             for s in &c.spellings {
@@ -149,7 +161,7 @@ impl Units {
             let idx = concepts.len();
             for code in &c.codes {
                 if by_code.insert(code.clone(), idx).is_some() {
-                    return Err(format!("code {code} listed twice"));
+                    return Err(CatalogError::DuplicateCode(code.clone()));
                 }
             }
             concepts.push(Concept {
@@ -265,6 +277,11 @@ mod tests {
     fn duplicate_code_is_an_error() {
         let t = "[[concept]]\nname='a'\ncodes=['X//1']\nunit='u'\nspellings=['u']\nmin=0.0\nmax=1.0\n\
                  [[concept]]\nname='b'\ncodes=['X//1']\nunit='u'\nspellings=['u']\nmin=0.0\nmax=1.0\n";
-        assert!(Units::parse(t).unwrap_err().contains("listed twice"));
+        assert!(
+            Units::parse(t)
+                .unwrap_err()
+                .to_string()
+                .contains("listed twice")
+        );
     }
 }

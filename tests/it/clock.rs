@@ -24,23 +24,27 @@ fn write(p: &Path, text: &str) {
 /// A MIMIC-IV export of one patient: a stay from 10:00 on 1 March to 2 days later, a PCI
 /// (procedures_icd, dated by day only) on the day of admission, an MI coded for the stay.
 fn mimic_iv(dir: &Path) {
-    let h = dir.join("hosp");
-    write(
-        &h.join("patients.csv"),
-        "subject_id,gender,anchor_age,anchor_year,anchor_year_group,dod\n1,M,60,2150,2011 - 2013,\n",
-    );
-    write(
-        &h.join("admissions.csv"),
-        "subject_id,hadm_id,admittime,dischtime,race\n1,11,2150-03-01 10:00:00,2150-03-03 12:00:00,WHITE\n",
-    );
-    write(
-        &h.join("procedures_icd.csv"),
-        "subject_id,hadm_id,seq_num,chartdate,icd_code,icd_version\n1,11,1,2150-03-01,0270346,10\n",
-    );
-    write(
-        &h.join("diagnoses_icd.csv"),
-        "subject_id,hadm_id,seq_num,icd_code,icd_version\n1,11,1,I214,10\n",
-    );
+    let tables = [
+        (
+            "patients",
+            "subject_id,gender,anchor_age,anchor_year,anchor_year_group,dod\n1,M,60,2150,2011 - 2013,",
+        ),
+        (
+            "admissions",
+            "subject_id,hadm_id,admittime,dischtime,race\n1,11,2150-03-01 10:00:00,2150-03-03 12:00:00,WHITE",
+        ),
+        (
+            "procedures_icd",
+            "subject_id,hadm_id,seq_num,chartdate,icd_code,icd_version\n1,11,1,2150-03-01,0270346,10",
+        ),
+        (
+            "diagnoses_icd",
+            "subject_id,hadm_id,seq_num,icd_code,icd_version\n1,11,1,I214,10",
+        ),
+    ];
+    for (table, text) in tables {
+        write(&dir.join(format!("hosp/{table}.csv")), &format!("{text}\n"));
+    }
 }
 
 fn shifted() -> IngestOptions {

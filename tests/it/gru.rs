@@ -430,7 +430,7 @@ fn a_bad_configuration_is_refused_with_the_rule_it_breaks() {
         dropout: 1.5,
         ..small_config(1)
     };
-    let e = bad.validate().unwrap_err();
+    let e = bad.validate().unwrap_err().to_string();
     assert!(
         e.contains("batch_size must be >= 1 (got 0)")
             && e.contains("dropout must be in [0, 1) (got 1.5)"),
@@ -446,7 +446,11 @@ fn a_bad_configuration_is_refused_with_the_rule_it_breaks() {
         &d.path().join("m"),
         &mut |_| {},
     );
-    assert!(matches!(r, Err(ModelError::Train(m)) if m.contains("batch_size")));
+    assert!(
+        matches!(&r, Err(ModelError::Config(m)) if m.to_string().contains("batch_size")),
+        "{:?}",
+        r.err()
+    );
     assert!(!d.path().join("m/model.json").exists());
     let out = bin()
         .args(["lake", "stats", "--threads", "0"])

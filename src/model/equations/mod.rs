@@ -9,6 +9,39 @@ pub mod prevent;
 
 use serde::Serialize;
 
+/// Why an equation does not apply to a row (shown to clinicians as the reason).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotApplicable {
+    #[error("missing {}", .0.join(", "))]
+    Missing(Vec<&'static str>),
+    #[error("{name} {value} is outside the validated range {lo}-{hi}")]
+    OutOfRange {
+        name: &'static str,
+        value: f64,
+        lo: f64,
+        hi: f64,
+    },
+    #[error("age {age} is outside 30-{max_age} for the {horizon}-year model")]
+    AgeOutsideModel {
+        age: f64,
+        max_age: f64,
+        horizon: u32,
+    },
+    #[error("no {0}-year model")]
+    NoModel(u32),
+    #[error("no atrial fibrillation recorded")]
+    NoAtrialFibrillation,
+    #[error("no published rate for score {0}")]
+    NoPublishedRate(u32),
+}
+
+/// Written as its reason, as outputs always showed it.
+impl Serialize for NotApplicable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
 /// One tabular feature row with its column names.
 #[derive(Clone, Copy)]
 pub struct Row<'a> {
@@ -34,35 +67,35 @@ impl Row<'_> {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EquationRisks {
     /// PCE 10-year hard ASCVD.
-    pub pce_ascvd_10y: Result<f64, String>,
+    pub pce_ascvd_10y: Result<f64, NotApplicable>,
     /// PREVENT 10-year ASCVD and total CVD.
-    pub prevent_ascvd_10y: Result<f64, String>,
-    pub prevent_cvd_10y: Result<f64, String>,
+    pub prevent_ascvd_10y: Result<f64, NotApplicable>,
+    pub prevent_cvd_10y: Result<f64, NotApplicable>,
     /// CHA2DS2-VASc score and adjusted annual stroke rate (fraction), in atrial fibrillation.
-    pub cha2ds2vasc: Result<(u32, f64), String>,
+    pub cha2ds2vasc: Result<(u32, f64), NotApplicable>,
 }
 
-fn missing(r: &Row, names: &[(&str, &str)]) -> Option<String> {
-    let m: Vec<&str> = names
+fn missing(r: &Row, names: &[(&str, &'static str)]) -> Option<NotApplicable> {
+    let m: Vec<&'static str> = names
         .iter()
         .filter(|(c, _)| r.get(c).is_nan())
         .map(|(_, label)| *label)
         .collect();
-    (!m.is_empty()).then(|| format!("missing {}", m.join(", ")))
+    (!m.is_empty()).then_some(NotApplicable::Missing(m))
 }
 
-fn sex(r: &Row) -> Result<pce::Sex, String> {
+fn sex(r: &Row) -> Result<pce::Sex, NotApplicable> {
     let v = r.get("sex_female");
     if v == 1.0 {
         Ok(pce::Sex::Female)
     } else if v == 0.0 {
         Ok(pce::Sex::Male)
     } else {
-        Err("missing sex".into())
+        Err(NotApplicable::Missing(vec!["sex"]))
     }
 }
 
-pub fn pce_on(r: &Row) -> Result<f64, String> {
+pub fn pce_on(r: &Row) -> Result<f64, NotApplicable> {
     if let Some(m) = missing(
         r,
         &[
@@ -90,10 +123,10 @@ pub fn pce_on(r: &Row) -> Result<f64, String> {
         smoker: r.flag("smoking_current"),
         diabetes: r.flag("dx_diabetes"),
     };
-    pce::risk(&x).map_err(|e| e.0)
+    pce::risk(&x)
 }
 
-pub fn prevent_on(r: &Row, outcome: prevent::Outcome) -> Result<f64, String> {
+pub fn prevent_on(r: &Row, outcome: prevent::Outcome) -> Result<f64, NotApplicable> {
     if let Some(m) = missing(
         r,
         &[
@@ -124,9 +157,9 @@ pub fn prevent_on(r: &Row, outcome: prevent::Outcome) -> Result<f64, String> {
     prevent::risk(&x, outcome, 10)
 }
 
-pub fn cha2ds2vasc_on(r: &Row) -> Result<(u32, f64), String> {
+pub fn cha2ds2vasc_on(r: &Row) -> Result<(u32, f64), NotApplicable> {
     if !r.flag("dx_atrial_fibrillation") {
-        return Err("no atrial fibrillation recorded".into());
+        return Err(NotApplicable::NoAtrialFibrillation);
     }
     if let Some(m) = missing(r, &[("age_years", "age"), ("sex_female", "sex")]) {
         return Err(m);
@@ -142,7 +175,7 @@ pub fn cha2ds2vasc_on(r: &Row) -> Result<(u32, f64), String> {
     });
     cha2ds2vasc::adjusted_stroke_rate(s)
         .map(|rate| (s, rate / 100.0))
-        .ok_or_else(|| format!("no published rate for score {s}"))
+        .ok_or(NotApplicable::NoPublishedRate(s))
 }
 
 pub fn on_features(r: &Row) -> EquationRisks {

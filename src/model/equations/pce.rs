@@ -63,10 +63,6 @@ pub struct Inputs {
     pub diabetes: bool,
 }
 
-/// Why the equation was not applied.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NotApplicable(pub String);
-
 /// The 10-year risk with no range checks (used by the generator, which clamps its inputs).
 pub fn risk_unchecked(x: &Inputs) -> f64 {
     let group = match (x.race, x.sex) {
@@ -101,7 +97,8 @@ pub fn risk_unchecked(x: &Inputs) -> f64 {
 }
 
 /// The 10-year risk, or why PCE does not apply to these inputs.
-pub fn risk(x: &Inputs) -> Result<f64, NotApplicable> {
+pub fn risk(x: &Inputs) -> Result<f64, super::NotApplicable> {
+    use super::NotApplicable;
     let checks = [
         ("age", x.age, 40.0, 79.0),
         ("total cholesterol", x.total_chol, 130.0, 320.0),
@@ -110,9 +107,12 @@ pub fn risk(x: &Inputs) -> Result<f64, NotApplicable> {
     ];
     for (name, v, lo, hi) in checks {
         if !(lo..=hi).contains(&v) {
-            return Err(NotApplicable(format!(
-                "{name} {v} is outside the validated range {lo}-{hi}"
-            )));
+            return Err(NotApplicable::OutOfRange {
+                name,
+                value: v,
+                lo,
+                hi,
+            });
         }
     }
     Ok(risk_unchecked(x))
@@ -151,7 +151,7 @@ mod tests {
     fn outside_validated_range_is_not_applicable() {
         let mut x = profile(Sex::Male, Race::White);
         x.age = 35.0;
-        assert!(risk(&x).unwrap_err().0.contains("age 35"));
+        assert!(risk(&x).unwrap_err().to_string().contains("age 35"));
         assert!(risk_unchecked(&x) > 0.0);
     }
 }

@@ -77,13 +77,15 @@ fn table() -> &'static Table {
 }
 
 /// Risk over `horizon` years (10 or 30), or why PREVENT does not apply.
-pub fn risk(x: &Inputs, outcome: Outcome, horizon: u32) -> Result<f64, String> {
+pub fn risk(x: &Inputs, outcome: Outcome, horizon: u32) -> Result<f64, super::NotApplicable> {
+    use super::NotApplicable;
     let max_age = if horizon == 30 { 59.0 } else { 79.0 };
     if !(30.0..=max_age).contains(&x.age) {
-        return Err(format!(
-            "age {} is outside 30-{max_age} for the {horizon}-year model",
-            x.age
-        ));
+        return Err(NotApplicable::AgeOutsideModel {
+            age: x.age,
+            max_age,
+            horizon,
+        });
     }
     for (name, v, lo, hi) in [
         ("total cholesterol", x.total_chol, 130.0, 320.0),
@@ -93,9 +95,12 @@ pub fn risk(x: &Inputs, outcome: Outcome, horizon: u32) -> Result<f64, String> {
         ("eGFR", x.egfr, 15.0, 140.0),
     ] {
         if !(lo..=hi).contains(&v) {
-            return Err(format!(
-                "{name} {v} is outside the validated range {lo}-{hi}"
-            ));
+            return Err(NotApplicable::OutOfRange {
+                name,
+                value: v,
+                lo,
+                hi,
+            });
         }
     }
     let sex = if x.sex == Sex::Female {
@@ -105,7 +110,7 @@ pub fn risk(x: &Inputs, outcome: Outcome, horizon: u32) -> Result<f64, String> {
     };
     let c = table()
         .get(&(horizon, sex, outcome.key()))
-        .ok_or_else(|| format!("no {horizon}-year model"))?;
+        .ok_or(NotApplicable::NoModel(horizon))?;
     let b = |k: &str| c.get(k).copied().unwrap_or(0.0);
     let flag = |v: bool| if v { 1.0 } else { 0.0 };
     let age = (x.age - 55.0) / 10.0;
@@ -216,6 +221,11 @@ mod tests {
             bmi: 27.0,
         };
         assert!(risk(&x, Outcome::Ascvd, 10).is_ok());
-        assert!(risk(&x, Outcome::Ascvd, 30).unwrap_err().contains("30-59"));
+        assert!(
+            risk(&x, Outcome::Ascvd, 30)
+                .unwrap_err()
+                .to_string()
+                .contains("30-59")
+        );
     }
 }
