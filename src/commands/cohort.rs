@@ -67,16 +67,17 @@ pub fn features(a: FeaturesArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
 pub fn audit(a: AuditArgs) -> anyhow::Result<ExitStatus> {
     let i = &a.inputs;
     let task = Task::load(&i.task)?;
-    let (n, problems) =
-        crate::features::audit(&i.lake, &i.cohort, &task, spec(&i.spec)?, a.sample, a.seed)?;
+    let r = crate::features::audit(&i.lake, &i.cohort, &task, spec(&i.spec)?, a.sample, a.seed)?;
     println!(
-        "leakage audit: {n} prediction times perturbed after the time, {} changed",
-        problems.len()
+        "leakage audit: {} prediction times perturbed after the time, {} changed; {} events known earlier than the lake's own facts allow",
+        r.checked,
+        r.changed.len(),
+        r.early.len()
     );
-    for p in &problems {
+    for p in r.changed.iter().chain(&r.early) {
         println!("  {p}");
     }
-    Ok(if problems.is_empty() {
+    Ok(if r.ok() {
         ExitStatus::Success
     } else {
         ExitStatus::Threshold

@@ -345,7 +345,7 @@ pub fn audit(
     spec: FeatureSpec,
     sample: usize,
     seed: u64,
-) -> Result<(usize, Vec<String>), FeatureError> {
+) -> Result<Audit, FeatureError> {
     let lake = Lake::open(lake_dir)?;
     crate::cohort::check_made_from(cohort_dir, &lake_fingerprint(&lake), &task.hash)?;
     let codes = write::read_codes(&lake.root.join("metadata/codes.parquet"))?;
@@ -355,11 +355,14 @@ pub fn audit(
     let vocab = learn_vocab(&lake, compiled.spec.sequence.min_code_count)?;
     let mut checked = 0;
     let mut problems = Vec::new();
+    let mut early = Vec::new();
     let mut rng = crate::rng::Rng::new(seed, 0, 77);
     let mut pick = crate::rng::Rng::new(seed, 0, 78);
     for i in 0..lake.manifest.shards {
+        let events = lake.read_shard(i)?;
+        early.extend(known_too_early(&events, i));
         if checked >= sample {
-            break;
+            continue;
         }
         let rows = read_cohort_shard(
             &cohort_dir
@@ -369,7 +372,6 @@ pub fn audit(
         if rows.is_empty() {
             continue;
         }
-        let events = lake.read_shard(i)?;
         let subjects: HashMap<i64, &[crate::schema::Event]> = by_subject(&events)
             .map(|ev| (ev[0].subject_id, ev))
             .collect();
@@ -397,7 +399,46 @@ pub fn audit(
             checked += 1;
         }
     }
-    Ok((checked, problems))
+    Ok(Audit {
+        checked,
+        changed: problems,
+        early,
+    })
+}
+
+/// What the leakage audit found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audit {
+    /// Prediction times perturbed after the time.
+    pub checked: usize,
+    /// Where features changed when only later events changed (cohort shard and row).
+    pub changed: Vec<String>,
+    /// Where the lake's clock says an event was known earlier than the lake's own facts allow
+    /// (a timed event without availability, or a diagnosis known before the discharge of the
+    /// stay it was coded for): a lake written by another tool, or edited.
+    pub early: Vec<String>,
+}
+
+impl Audit {
+    pub fn ok(&self) -> bool {
+        self.changed.is_empty() && self.early.is_empty()
+    }
+}
+
+/// Events of one shard (lake order) whose stored availability is earlier than resolving the
+/// shard again gives, by shard and row (never who or when).
+fn known_too_early(events: &[crate::schema::Event], shard: usize) -> Vec<String> {
+    let mut resolved = events.to_vec();
+    crate::schema::availability::resolve(&mut resolved);
+    events
+        .iter()
+        .zip(&resolved)
+        .enumerate()
+        .filter(|(_, (a, b))| a.available_time != b.available_time)
+        .map(|(row, _)| {
+            format!("lake shard {shard} row {row}: known before what the lake's own facts allow")
+        })
+        .collect()
 }
 
 /// Perturb every event not visible at `t` (moved later, known later, altered, some deleted, new

@@ -107,11 +107,26 @@ pub fn stream<F>(
 where
     F: Fn(&Row, &mut Chunk) + Sync,
 {
+    stream_from(open(path)?, path, file_label, required, convert, sink)
+}
+
+/// [`stream`] over any byte source (`path` names it in errors): the row path the fuzzers drive.
+pub fn stream_from<F>(
+    source: impl std::io::Read,
+    path: &Path,
+    file_label: &str,
+    required: &[&str],
+    convert: F,
+    sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,
+) -> Result<(), IngestError>
+where
+    F: Fn(&Row, &mut Chunk) + Sync,
+{
     const BATCH: usize = 32 * 1024;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .buffer_capacity(1 << 20)
-        .from_reader(open(path)?);
+        .from_reader(source);
     let header = {
         let h = reader.headers().map_err(|e| IngestError::Schema {
             path: path.to_path_buf(),

@@ -305,3 +305,68 @@ fn a_lake_of_another_format_version_is_refused_with_what_to_do() {
     let e = e.to_string();
     assert!(e.contains("version 1") && e.contains("re-ingest"), "{e}");
 }
+
+/// The audit can see a clock that leaks: on a lake where a diagnosis coded for a stay was
+/// made known at its own time (what the old engine did, or another tool's lake), `audit` names
+/// the shard and row and exits 1; on the lake as ingested it finds nothing.
+#[test]
+fn audit_reports_a_diagnosis_known_before_its_discharge_on_a_crafted_lake() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("fhir");
+    fhir(&src);
+    let lake = d.path().join("lake");
+    ingest(&lake, &[demo(), src]);
+    let audit = |tag: &str| {
+        let p = |x: &str| d.path().join(format!("{x}-{tag}")).display().to_string();
+        let l = lake.display().to_string();
+        let o = bin()
+            .args(["cohort", "-q", "--lake", &l, "--out", &p("cohort")])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = bin()
+            .args([
+                "audit",
+                "--lake",
+                &l,
+                "--cohort",
+                &p("cohort"),
+                "--sample",
+                "50",
+            ])
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    let (code, out) = audit("clean");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("; 0 events known earlier"), "{out}");
+
+    let l = ehr_risk::lake::Lake::open(&lake).unwrap();
+    let mut tampered = 0;
+    for p in l.shard_files().unwrap() {
+        let mut events = ehr_risk::lake::read_events(&p).unwrap();
+        let mut hit = false;
+        for e in events.iter_mut() {
+            if e.code == "ICD10CM//I48.91" && e.time == Some(ts("2015-03-10T11:00:00Z")) {
+                e.available_time = e.time;
+                hit = true;
+                tampered += 1;
+            }
+        }
+        if hit {
+            ehr_risk::lake::write::write_events(&p, &events).unwrap();
+        }
+    }
+    assert_eq!(tampered, 1);
+    let (code, out) = audit("tampered");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("; 1 events known earlier"), "{out}");
+    assert!(
+        out.contains("lake shard ") && out.contains(" row "),
+        "{out}"
+    );
+}
