@@ -2,8 +2,12 @@
 //! times are eligible (and, if not, why), whether each outcome occurs in each horizon, prior
 //! outcomes, censoring. Rules: an event exactly at the prediction time is future unless the task
 //! says otherwise; a subject needs `min_history_days` of data before the time and must be inside
-//! the age range and alive; a horizon that death or the end of the subject's data cuts short
-//! without the outcome is censored (dropped or marked, per the task).
+//! the age range and alive. Each row carries its time to event ([`Survival`]): the first outcome
+//! after the time, death (the competing event) and the end of follow-up. The boolean of a horizon
+//! is decided from it: the outcome inside it is true; death before it without the outcome is
+//! false (a cumulative incidence: the dead cannot have the outcome, and leaving them out would
+//! condition the label on surviving); follow-up that ends before it without either is censored
+//! (dropped or marked, per the task).
 
 use super::spec::{CensorRule, PriorRule, Task, TimesKind};
 use crate::schema::Event;
@@ -31,6 +35,44 @@ pub struct LabelRow {
     pub prior: Vec<bool>,
     /// Per outcome, per horizon (task order).
     pub values: Vec<Vec<LabelValue>>,
+    pub survival: Survival,
+}
+
+/// Time to event of one prediction time, in years after it (365.25 days).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Survival {
+    /// Until when the person was followed: the last observation or the end of the extract,
+    /// whichever is first (death is an observation).
+    pub followup: f64,
+    /// Death, when inside follow-up.
+    pub death: Option<f64>,
+    /// Per outcome: the first occurrence after the time, when inside follow-up.
+    pub events: Vec<Option<f64>>,
+    /// Per outcome: false when a prior outcome excludes the row from it (task rule).
+    pub at_risk: Vec<bool>,
+    /// The end of the whole extract (infinite when unknown).
+    pub extract_end: f64,
+}
+
+impl Survival {
+    /// The boolean status of outcome `o` at `h` years, the one rule labels and evaluation use.
+    pub fn value(&self, o: usize, h: f64) -> LabelValue {
+        if !self.at_risk[o] {
+            return LabelValue::ExcludedPrior;
+        }
+        // A horizon past the end of the extract is censored for everyone, whatever was seen
+        // inside it: keeping the outcomes seen before the end and not the others would
+        // inflate the label's prevalence.
+        if h > self.extract_end {
+            return LabelValue::Censored;
+        }
+        match (self.events[o], self.death) {
+            (Some(e), _) if e <= h => LabelValue::True,
+            (_, Some(d)) if d <= h && self.events[o].is_none_or(|e| e > d) => LabelValue::False,
+            _ if self.followup >= h => LabelValue::False,
+            _ => LabelValue::Censored,
+        }
+    }
 }
 
 /// Why a prediction time produced no row.
@@ -180,30 +222,34 @@ pub fn label_subject_until(
             .iter()
             .map(|ts| ts.iter().any(|&(_, avail)| before(avail)))
             .collect();
-        let values = outcome_times
-            .iter()
-            .zip(&prior)
-            .map(|(ts, &p)| {
+        let years = |x: i64| (x - t) as f64 / MICROS_PER_YEAR as f64;
+        // Follow-up ends at the last observation, or at the end of the extract (past it only
+        // outcomes could have been seen: keeping them would inflate the risk).
+        let until = last_time.map_or(t, |l| data_end.map_or(l, |d| l.min(d)));
+        let survival = Survival {
+            followup: years(until),
+            death: death.filter(|&d| d <= until).map(years),
+            events: outcome_times
+                .iter()
+                .map(|ts| {
+                    ts.iter()
+                        .map(|&(x, _)| x)
+                        .filter(|&x| !before(x) && x <= until)
+                        .min()
+                        .map(years)
+                })
+                .collect(),
+            at_risk: prior
+                .iter()
+                .map(|&p| !(p && w.prior_outcome == PriorRule::Exclude))
+                .collect(),
+            extract_end: data_end.map_or(f64::INFINITY, years),
+        };
+        let values = (0..outcome_times.len())
+            .map(|o| {
                 w.horizons_years
                     .iter()
-                    .map(|&h| {
-                        if p && w.prior_outcome == PriorRule::Exclude {
-                            return LabelValue::ExcludedPrior;
-                        }
-                        let end = t + h as i64 * MICROS_PER_YEAR;
-                        if data_end.is_some_and(|d| d < end) {
-                            return LabelValue::Censored;
-                        }
-                        if ts.iter().any(|&(x, _)| !before(x) && x <= end) {
-                            LabelValue::True
-                        } else if death.is_some_and(|d| d < end)
-                            || last_time.is_some_and(|l| l < end)
-                        {
-                            LabelValue::Censored
-                        } else {
-                            LabelValue::False
-                        }
-                    })
+                    .map(|&h| survival.value(o, h as f64))
                     .collect()
             })
             .collect();
@@ -213,6 +259,7 @@ pub fn label_subject_until(
             age_years: age,
             prior,
             values,
+            survival,
         });
     }
     (rows, excluded)
@@ -378,16 +425,17 @@ mod tests {
         assert!(rows[0].prior[0], "after the discharge it is prior");
     }
 
+    /// Issue 17: death is the competing event, not censoring. Someone who dies in 2018
+    /// without an MI did not have one within 5 or 10 years of 2015 (false, as the truth's
+    /// cumulative incidence counts them); someone whose record stops in 2017 alive is censored.
     #[test]
-    fn death_or_end_of_data_before_horizon_censors() {
-        let mut e = vec![
+    fn death_is_a_known_negative_and_end_of_follow_up_censors() {
+        let alive = sorted(vec![
             ev("1960-01-01", "MEDS_BIRTH"),
             ev("2010-01-01", "ENCOUNTER//AMB"),
             ev("2017-01-01", "ENCOUNTER//AMB"),
-        ];
-        e.push(ev("2018-05-01", "MEDS_DEATH"));
-        let e = sorted(e);
-        let (rows, _) = label_subject(&task(|_| {}), &e);
+        ]);
+        let (rows, _) = label_subject(&task(|_| {}), &alive);
         assert_eq!(
             rows[0].values[0],
             vec![
@@ -396,12 +444,22 @@ mod tests {
                 LabelValue::Censored
             ]
         );
+        let s = &rows[0].survival;
+        assert!((s.followup - 2.0).abs() < 0.01, "{s:?}");
+        assert_eq!((s.death, s.events.clone()), (None, vec![None, None]));
+        let mut e = alive.clone();
+        e.push(ev("2018-05-01", "MEDS_DEATH"));
+        let e = sorted(e);
+        let (rows, _) = label_subject(&task(|_| {}), &e);
+        assert_eq!(rows[0].values[0], vec![LabelValue::False; 3]);
+        let d = rows[0].survival.death.expect("death inside follow-up");
+        assert!((d - 3.33).abs() < 0.01 && rows[0].survival.followup >= d);
         assert_eq!(label_bool(LabelValue::Censored, CensorRule::Drop), None);
         assert_eq!(
             label_bool(LabelValue::Censored, CensorRule::Mark),
             Some(false)
         );
-        // An outcome before the censoring still makes the label true.
+        // An outcome before the death makes the label true; its time is the event's.
         let mut e2 = e.clone();
         e2.push(ev("2016-02-01", "ICD10CM//I63.9"));
         let (rows, _) = label_subject(&task(|_| {}), &sorted(e2.clone()));
@@ -409,6 +467,7 @@ mod tests {
             rows[0].values[1],
             vec![LabelValue::False, LabelValue::True, LabelValue::True]
         );
+        assert!((rows[0].survival.events[1].unwrap() - 1.08).abs() < 0.01);
         // ... unless the horizon runs past the end of the whole extract: there only outcomes
         // could be seen, so the row is censored whatever happened.
         let t0 = rows[0].prediction_time;
@@ -418,6 +477,7 @@ mod tests {
             rows[0].values[1],
             vec![LabelValue::False, LabelValue::True, LabelValue::Censored]
         );
+        assert!(rows[0].survival.extract_end == 6.0);
     }
 
     #[test]

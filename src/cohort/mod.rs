@@ -2,7 +2,9 @@
 //! against canonical events whatever export they came from. In: a lake and a task. Out, in the
 //! cohort folder: `labels/<outcome>_<h>y/shard-NNNN.parquet` in the MEDS label schema
 //! (`subject_id`, `prediction_time`, `boolean_value`), `cohort/shard-NNNN.parquet` (every
-//! eligible prediction time with split, age, prior-outcome flags and censoring), `summary.json`
+//! eligible prediction time with split, age, prior-outcome flags and censoring),
+//! `survival/shard-NNNN.parquet` (each time's time to event: follow-up, death and the first of
+//! each outcome, in years; what a time-to-event model trains on), `summary.json`
 //! (counts, prevalence, censored, excluded by reason, per split) and `manifest.json` (task hash,
 //! lake fingerprint). Shards are labelled in parallel, one lake shard per worker at a time.
 
@@ -51,6 +53,9 @@ pub struct LabelCounts {
     pub labelled: u64,
     pub positive: u64,
     pub censored: u64,
+    /// Labelled false because death came first (the competing event).
+    #[serde(default)]
+    pub died_first: u64,
     pub excluded_prior: u64,
     pub prevalence: f64,
 }
@@ -169,6 +174,7 @@ pub fn run(lake_dir: &Path, task: &Task, out: &Path) -> Result<CohortSummary, Co
         std::fs::create_dir_all(&d).map_err(io(&d))?;
     }
     std::fs::create_dir_all(out.join("cohort")).map_err(io(out))?;
+    std::fs::create_dir_all(out.join("survival")).map_err(io(out))?;
     let censoring = task.spec.window.censoring;
     let data_end = data_end(&lake)?;
     let results: Vec<Result<ShardResult, CohortError>> = (0..lake.manifest.shards)
@@ -218,6 +224,10 @@ pub fn run(lake_dir: &Path, task: &Task, out: &Path) -> Result<CohortSummary, Co
                         if let Some(b) = label_bool(v, censoring) {
                             c.labelled += 1;
                             c.positive += b as u64;
+                        }
+                        let h = task.spec.window.horizons_years[*hi] as f64;
+                        if v == LabelValue::False && row.survival.death.is_some_and(|d| d <= h) {
+                            c.died_first += 1;
                         }
                     }
                     if let Some(b) = label_bool(v, censoring) {
@@ -293,6 +303,12 @@ pub fn run(lake_dir: &Path, task: &Task, out: &Path) -> Result<CohortSummary, Co
                 schema,
                 &[b],
             )?;
+            let b = survival_batch(task, &all_rows);
+            write::write_batches(
+                &out.join("survival").join(format!("shard-{i:04}.parquet")),
+                b.schema(),
+                &[b],
+            )?;
             Ok(r)
         })
         .collect();
@@ -326,6 +342,7 @@ pub fn run(lake_dir: &Path, task: &Task, out: &Path) -> Result<CohortSummary, Co
                 t.labelled += c.labelled;
                 t.positive += c.positive;
                 t.censored += c.censored;
+                t.died_first += c.died_first;
                 t.excluded_prior += c.excluded_prior;
             }
         }
@@ -414,6 +431,143 @@ pub fn read_labels(dir: &Path) -> Result<HashMap<(i64, i64), bool>, CohortError>
                 .ok_or_else(|| bad("boolean_value".into()))?;
             for i in 0..b.num_rows() {
                 out.insert((s.value(i), t.value(i)), v.value(i));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn survival_schema(task: &Task) -> Arc<Schema> {
+    let mut f = key_fields();
+    f.extend([
+        Field::new("followup_years", DataType::Float64, false),
+        Field::new("death_years", DataType::Float64, true),
+        Field::new("extract_end_years", DataType::Float64, true),
+    ]);
+    for o in &task.outcomes {
+        f.push(Field::new(
+            format!("{}_years", o.name),
+            DataType::Float64,
+            true,
+        ));
+        f.push(Field::new(
+            format!("{}_at_risk", o.name),
+            DataType::Boolean,
+            false,
+        ));
+    }
+    Arc::new(Schema::new(f))
+}
+
+/// The survival table of labelled rows (`survival/shard-*.parquet`).
+fn survival_batch(task: &Task, rows: &[labels::LabelRow]) -> RecordBatch {
+    use arrow::array::Float64Array;
+    let s = |f: &dyn Fn(&labels::Survival) -> Option<f64>| -> ArrayRef {
+        Arc::new(Float64Array::from(
+            rows.iter().map(|r| f(&r.survival)).collect::<Vec<_>>(),
+        ))
+    };
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.subject_id),
+        )),
+        Arc::new(TimestampMicrosecondArray::from_iter_values(
+            rows.iter().map(|r| r.prediction_time),
+        )),
+        s(&|v| Some(v.followup)),
+        s(&|v| v.death),
+        s(&|v| v.extract_end.is_finite().then_some(v.extract_end)),
+    ];
+    for o in 0..task.outcomes.len() {
+        cols.push(s(&|v| v.events[o]));
+        cols.push(Arc::new(BooleanArray::from(
+            rows.iter()
+                .map(|r| r.survival.at_risk[o])
+                .collect::<Vec<_>>(),
+        )));
+    }
+    RecordBatch::try_new(survival_schema(task), cols).expect("schema matches")
+}
+
+/// Read a cohort's survival table: (subject, time) -> time to event, outcomes in `outcomes`
+/// order.
+pub fn read_survival(
+    dir: &Path,
+    outcomes: &[String],
+) -> Result<HashMap<(i64, i64), labels::Survival>, CohortError> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Float64Type;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let sdir = dir.join("survival");
+    let bad = |p: &Path, m: String| CohortError::Io {
+        path: p.display().to_string(),
+        err: std::io::Error::other(m),
+    };
+    let mut files: Vec<_> = std::fs::read_dir(&sdir)
+        .map_err(|e| {
+            let hint = std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{e} (a cohort made before time-to-event labels: run `ehr-risk cohort` again)"
+                ),
+            );
+            io(&sdir)(hint)
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut out = HashMap::new();
+    for p in files {
+        let f = std::fs::File::open(&p).map_err(io(&p))?;
+        let r = ParquetRecordBatchReaderBuilder::try_new(f)
+            .map_err(|e| bad(&p, e.to_string()))?
+            .build()
+            .map_err(|e| bad(&p, e.to_string()))?;
+        for b in r {
+            let b = b.map_err(|e| bad(&p, e.to_string()))?;
+            let f64col = |n: &str| {
+                b.column_by_name(n)
+                    .and_then(|c| c.as_primitive_opt::<Float64Type>())
+                    .ok_or_else(|| bad(&p, format!("column {n} missing or not float64")))
+            };
+            let s = b
+                .column_by_name("subject_id")
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .ok_or_else(|| bad(&p, "subject_id".into()))?;
+            let t = b
+                .column_by_name("prediction_time")
+                .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+                .ok_or_else(|| bad(&p, "prediction_time".into()))?;
+            let (fu, death, end) = (
+                f64col("followup_years")?,
+                f64col("death_years")?,
+                f64col("extract_end_years")?,
+            );
+            let ev: Vec<_> = outcomes
+                .iter()
+                .map(|o| f64col(&format!("{o}_years")))
+                .collect::<Result<_, _>>()?;
+            let risk: Vec<&BooleanArray> = outcomes
+                .iter()
+                .map(|o| {
+                    b.column_by_name(&format!("{o}_at_risk"))
+                        .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+                        .ok_or_else(|| bad(&p, format!("column {o}_at_risk missing")))
+                })
+                .collect::<Result<_, _>>()?;
+            let opt = |a: &arrow::array::Float64Array, i: usize| a.is_valid(i).then(|| a.value(i));
+            for i in 0..b.num_rows() {
+                out.insert(
+                    (s.value(i), t.value(i)),
+                    labels::Survival {
+                        followup: fu.value(i),
+                        death: opt(death, i),
+                        events: ev.iter().map(|a| opt(a, i)).collect(),
+                        at_risk: risk.iter().map(|a| a.value(i)).collect(),
+                        extract_end: opt(end, i).unwrap_or(f64::INFINITY),
+                    },
+                );
             }
         }
     }

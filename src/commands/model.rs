@@ -30,9 +30,10 @@ pub fn print_epoch(l: &EpochLog, outputs: &[String]) {
         })
         .collect();
     eprintln!(
-        "epoch {:>2}  loss {:.4}  tuning AUROC mean {:.3} [{}]  {:.1}s",
+        "epoch {:>2}  loss {:.4}  tuning loss {:.4}  AUROC mean {:.3} [{}]  {:.1}s",
         l.epoch,
         l.train_loss,
+        l.tuning_loss,
         l.tuning_mean_auroc,
         per.join(", "),
         l.seconds
@@ -172,6 +173,91 @@ pub fn print_evaluations(evals: &[Evaluation], subgroups: bool) {
                 println!(
                     "{:<11} {model:<18} {g:<12} {:>7} {:>6} {au:>21} {ap:>7} {:>7.4} {slope:>6}",
                     e.outcome, m.n, m.events, m.brier
+                );
+            }
+        }
+    }
+    if evals.iter().any(|e| !e.censoring_aware.is_empty()) {
+        println!();
+        println!(
+            "censoring-aware (IPCW): observed cumulative incidence against mean predicted risk"
+        );
+        println!(
+            "{:<11} {:<18} {:>7} {:>6} {:>7} {:>9} {:>9} {:>6} {:>19}",
+            "output",
+            "model",
+            "n",
+            "events",
+            "AUROC",
+            "observed",
+            "expected",
+            "O/E",
+            "decile O/E (>=20 ev)"
+        );
+        for e in evals {
+            for (model, c) in &e.censoring_aware {
+                let r: Vec<f64> = c
+                    .deciles
+                    .iter()
+                    .filter(|d| d.3 >= 20 && d.0 > 0.0)
+                    .map(|d| d.1 / d.0)
+                    .collect();
+                let range = if r.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!(
+                        "{:.2}-{:.2}",
+                        r.iter().copied().fold(f64::INFINITY, f64::min),
+                        r.iter().copied().fold(0.0, f64::max)
+                    )
+                };
+                let au = c.auroc.map_or("-".to_string(), |a| format!("{a:.3}"));
+                println!(
+                    "{:<11} {model:<18} {:>7} {:>6} {au:>7} {:>9.4} {:>9.4} {:>6.3} {range:>19}",
+                    e.outcome, c.n, c.events, c.observed, c.expected, c.observed_over_expected
+                );
+            }
+        }
+    }
+    if evals.iter().any(|e| !e.against_truth.is_empty()) {
+        println!();
+        println!("against the generator's true risk (every row the truth covers)");
+        println!();
+        println!(
+            "{:<11} {:<18} {:>7} {:>10} {:>10} {:>9} {:>17} {:>10}",
+            "output",
+            "model",
+            "n",
+            "mean pred",
+            "mean true",
+            "pred/true",
+            "deciles min-max",
+            "h > next h"
+        );
+        for e in evals {
+            for (model, c) in &e.against_truth {
+                let r: Vec<f64> = c
+                    .deciles
+                    .iter()
+                    .filter(|d| d.1 > 0.0)
+                    .map(|d| d.0 / d.1)
+                    .collect();
+                let range = if r.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!(
+                        "{:.2}-{:.2}",
+                        r.iter().copied().fold(f64::INFINITY, f64::min),
+                        r.iter().copied().fold(0.0, f64::max)
+                    )
+                };
+                let v = e
+                    .horizon_violations
+                    .get(model)
+                    .map_or("-".to_string(), |v| v.to_string());
+                println!(
+                    "{:<11} {model:<18} {:>7} {:>10.4} {:>10.4} {:>9.3} {range:>17} {v:>10}",
+                    e.outcome, c.n, c.mean_predicted, c.mean_true, c.ratio
                 );
             }
         }

@@ -5,6 +5,7 @@
 //! the Pooled Cohort Equations (where they apply; a 10-year ASCVD risk, so compare its ranking,
 //! not its calibration) and the oracle (the generator's exact risk) when the truth is given.
 
+pub mod censored;
 pub mod metrics;
 
 use crate::model::logistic::{LogisticModel, LogisticParams};
@@ -33,6 +34,67 @@ pub struct Evaluation {
     pub split: String,
     /// model -> subgroup -> metrics
     pub models: BTreeMap<String, BTreeMap<String, ModelMetrics>>,
+    /// model -> its risks against the generator's exact risks (synthetic data only).
+    #[serde(default)]
+    pub against_truth: BTreeMap<String, TruthCalibration>,
+    /// model -> censoring-aware metrics on every row of the split with a time to event whose
+    /// horizon ends inside the extract (IPCW; see [`censored`]).
+    #[serde(default)]
+    pub censoring_aware: BTreeMap<String, censored::Ipcw>,
+    /// model -> rows whose risk at this horizon exceeds the risk at the next longer one.
+    #[serde(default)]
+    pub horizon_violations: BTreeMap<String, usize>,
+}
+
+/// Predicted against true risk on every row of the split the truth covers, labelled or not (a
+/// comparison of probabilities: no censoring enters it).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct TruthCalibration {
+    pub n: usize,
+    pub mean_predicted: f64,
+    pub mean_true: f64,
+    /// mean predicted / mean true
+    pub ratio: f64,
+    /// (mean predicted, mean true, n) per decile of predicted risk
+    pub deciles: Vec<(f64, f64, usize)>,
+}
+
+impl TruthCalibration {
+    /// `None` when no row has both.
+    pub fn of(pred: &[Option<f64>], truth: &[Option<f64>]) -> Option<TruthCalibration> {
+        let mut pairs: Vec<(f64, f64)> = pred
+            .iter()
+            .zip(truth)
+            .filter_map(|(p, t)| Some(((*p)?, (*t)?)))
+            .collect();
+        if pairs.is_empty() {
+            return None;
+        }
+        let n = pairs.len();
+        let mp = pairs.iter().map(|x| x.0).sum::<f64>() / n as f64;
+        let mt = pairs.iter().map(|x| x.1).sum::<f64>() / n as f64;
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let deciles = (0..10)
+            .filter_map(|k| {
+                let part = &pairs[k * n / 10..(k + 1) * n / 10];
+                (!part.is_empty()).then(|| {
+                    let m = part.len() as f64;
+                    (
+                        part.iter().map(|x| x.0).sum::<f64>() / m,
+                        part.iter().map(|x| x.1).sum::<f64>() / m,
+                        part.len(),
+                    )
+                })
+            })
+            .collect();
+        Some(TruthCalibration {
+            n,
+            mean_predicted: mp,
+            mean_true: mt,
+            ratio: if mt > 0.0 { mp / mt } else { f64::NAN },
+            deciles,
+        })
+    }
 }
 
 pub fn model_metrics(p: &[f64], y: &[bool], reps: usize, seed: u64) -> ModelMetrics {
@@ -200,6 +262,9 @@ pub fn compare(
         outcome: outcome.to_string(),
         split: split.to_string(),
         models,
+        censoring_aware: BTreeMap::new(),
+        against_truth: BTreeMap::new(),
+        horizon_violations: BTreeMap::new(),
     }
 }
 
@@ -239,6 +304,7 @@ pub fn with_model(
         })
         .collect();
     let m = &model.manifest;
+    let survival = crate::cohort::read_survival(cohort, &m.outcomes)?;
     if let Some(o) = only
         && !m.outputs.iter().any(|x| x == o)
     {
@@ -311,7 +377,7 @@ pub fn with_model(
             );
         }
         let tab: Vec<Vec<f32>> = rows.iter().map(|&r| d.tab_row(r).to_vec()).collect();
-        out.push(compare(
+        let mut e = compare(
             name,
             split,
             &fm.columns,
@@ -320,7 +386,81 @@ pub fn with_model(
             preds,
             bootstrap_reps,
             seed,
-        ));
+        );
+        // Every model's risk on every row of the split (None where it does not apply), for
+        // the comparisons that do not need a label.
+        let mut every: Vec<(&str, Vec<Option<f64>>)> = vec![
+            ("gru", risks.iter().map(|x| Some(x.gru[j])).collect()),
+            (
+                "logistic",
+                risks.iter().map(|x| Some(x.logistic[j])).collect(),
+            ),
+            (
+                "pce_ascvd_10y",
+                eqs.iter().map(|x| x.pce_ascvd_10y.clone().ok()).collect(),
+            ),
+            (
+                "prevent_ascvd_10y",
+                eqs.iter()
+                    .map(|x| x.prevent_ascvd_10y.clone().ok())
+                    .collect(),
+            ),
+        ];
+        let true_risk: Option<Vec<Option<f64>>> = truth.map(|t| {
+            let mi = outcome == "mi";
+            d.keys
+                .iter()
+                .map(|k| {
+                    t.get(&(k.0, k.1, h as i32))
+                        .map(|v| if mi { v.0 } else { v.1 })
+                })
+                .collect()
+        });
+        if let Some(tv) = &true_risk {
+            // Every row the truth covers, whether or not censoring left it a label.
+            for (model, p) in &every {
+                if let Some(c) = TruthCalibration::of(p, tv) {
+                    e.against_truth.insert(model.to_string(), c);
+                }
+            }
+            every.push(("oracle", tv.clone()));
+        }
+        // Censoring-aware: every row with a time to event whose horizon the extract covers.
+        let oi = j / m.horizons_years.len();
+        let ends: Vec<Option<(f64, censored::End)>> = d
+            .keys
+            .iter()
+            .map(|k| {
+                let s = survival.get(k)?;
+                (s.at_risk[oi] && h as f64 <= s.extract_end).then(|| censored::end_of(s, oi))
+            })
+            .collect();
+        for (model, p) in &every {
+            let (pv, ev): (Vec<f64>, Vec<(f64, censored::End)>) = p
+                .iter()
+                .zip(&ends)
+                .filter_map(|(p, end)| Some(((*p)?, (*end)?)))
+                .unzip();
+            if let Some(x) = censored::ipcw(&pv, &ev, h as f64) {
+                e.censoring_aware.insert(model.to_string(), x);
+            }
+        }
+        // Monotone in the horizon: the risk at this horizon against the next longer one.
+        if hi + 1 < m.horizons_years.len() {
+            for (model, get) in [
+                (
+                    "gru",
+                    (|x: &crate::model::bundle::RowRisks| &x.gru) as fn(&_) -> &Vec<f64>,
+                ),
+                ("logistic", |x| &x.logistic),
+            ] {
+                let v = (0..d.len())
+                    .filter(|&r| get(&risks[r])[j] > get(&risks[r])[j + 1] + 1e-9)
+                    .count();
+                e.horizon_violations.insert(model.to_string(), v);
+            }
+        }
+        out.push(e);
     }
     Ok(out)
 }

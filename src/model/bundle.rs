@@ -1,8 +1,9 @@
 //! A trained model as a self-describing directory. In: a features folder, its cohort's labels,
 //! the task and a [`GruConfig`]. Out (`train`): a directory with `weights.safetensors`,
 //! `config.json`, `vocab.parquet` + `norm.parquet` (the sequence vocabulary and value
-//! normalisation, copied from the features), `tabular_norm.json`, `calibration.json` (Platt
-//! scaling per output, fitted on the tuning split), `logistic.json` (the baseline per output),
+//! normalisation, copied from the features), `tabular_norm.json`, `calibration.json` (the
+//! hazard scaling per cause, fitted on the tuning split's time-to-event likelihood),
+//! `logistic.json` (the baseline per output),
 //! `metrics.json` (training history and tuning metrics) and `model.json` (format, versions,
 //! task and feature-spec hashes, training-data fingerprint, weights hash and a BLAKE3 checksum of
 //! every other file). `Model::load` verifies every checksum and `check_features` refuses a
@@ -12,14 +13,15 @@ use super::data::{self, Dataset};
 use super::gru::{self, EpochLog, GruConfig, GruNet, TabNorm};
 use super::logistic::{LogisticModel, LogisticParams};
 use crate::cohort::spec::Task;
-use crate::evaluate::metrics::{auroc, brier, calibration};
+use crate::evaluate::metrics::{auroc, brier};
 use crate::features::FeatureManifest;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use tch::{Device, nn};
 
-pub const FORMAT: u32 = 1;
+/// 2: a discrete-time competing-risks network (hazard heads per yearly interval).
+pub const FORMAT: u32 = 2;
 /// Every file of a model directory besides `model.json` (which holds their checksums).
 pub const MODEL_FILES: [&str; 8] = [
     "weights.safetensors",
@@ -76,6 +78,8 @@ pub struct ModelManifest {
     pub columns: Vec<String>,
     pub outcomes: Vec<String>,
     pub horizons_years: Vec<u32>,
+    /// Yearly hazard intervals of the network (the longest horizon).
+    pub intervals: usize,
     /// Output order of the network and of every per-output file: `<outcome>_<h>y`.
     pub outputs: Vec<String>,
     pub vocab_size: i64,
@@ -87,12 +91,15 @@ pub struct ModelManifest {
     pub files: BTreeMap<String, String>,
 }
 
-/// Platt scaling per output: calibrated = sigmoid(a + b * logit).
+/// Hazard scaling per cause (the outcomes, then death): every interval's logit becomes
+/// `a + b * logit` before the cumulative incidence is taken.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Calibration {
     pub method: String,
     pub fitted_on: String,
-    pub platt: Vec<(f64, f64)>,
+    pub hazard_scale: Vec<(f64, f64)>,
+    /// Tuning mean negative log-likelihood before and after.
+    pub tuning_nll: (f64, f64),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -139,10 +146,6 @@ pub fn output_names(task: &Task) -> Vec<String> {
         .collect()
 }
 
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
-}
-
 /// Deterministic keep-with-probability for sampling rows.
 fn keep_sample(s: i64, t: i64, seed: u64, p: f64) -> bool {
     if p >= 1.0 {
@@ -156,11 +159,11 @@ fn keep_sample(s: i64, t: i64, seed: u64, p: f64) -> bool {
     (v as f64 / u64::MAX as f64) < p
 }
 
-/// Train rows and tuning rows of a features folder, labelled.
+/// Train rows and tuning rows of a features folder with their time to event.
 pub fn training_data(
     features: &Path,
     cohort: &Path,
-    outputs: &[String],
+    task: &Task,
     columns: &[String],
     rows_total: u64,
     cfg: &GruConfig,
@@ -180,17 +183,22 @@ pub fn training_data(
         _ => false,
     };
     let all = data::read_all(features, columns, &keep)?;
-    let labels: Vec<HashMap<(i64, i64), bool>> = outputs
-        .iter()
-        .map(|o| crate::cohort::read_labels(&cohort.join("labels").join(o)))
-        .collect::<Result<_, _>>()?;
+    let outcomes: Vec<String> = task.outcomes.iter().map(|o| o.name.clone()).collect();
+    let survival = crate::cohort::read_survival(cohort, &outcomes)?;
     let (tr_rows, tu_rows): (Vec<usize>, Vec<usize>) =
         (0..all.len()).partition(|&r| all.split[r] == "train");
     let mut tr = all.select(&tr_rows);
     let mut tu = all.select(&tu_rows);
-    tr.attach_labels(&labels);
-    tu.attach_labels(&labels);
+    let h = &task.spec.window.horizons_years;
+    for d in [&mut tr, &mut tu] {
+        d.attach_survival(&survival, outcomes.len(), h, intervals(h));
+    }
     Ok((tr, tu))
+}
+
+/// The network's yearly intervals: up to the longest horizon.
+pub fn intervals(horizons: &[u32]) -> usize {
+    horizons.iter().copied().max().unwrap_or(1) as usize
 }
 
 /// Rows of `d` labelled for output j: (tabular rows, labels, logits or None).
@@ -231,7 +239,7 @@ pub fn train(
     crate::cohort::check_made_from(cohort, &fm.lake_fingerprint, &fm.task_hash)?;
     let device = cfg.device()?;
     let outputs = output_names(task);
-    let (tr, tu) = training_data(features, cohort, &outputs, &fm.columns, fm.rows, &cfg)?;
+    let (tr, tu) = training_data(features, cohort, task, &fm.columns, fm.rows, &cfg)?;
     tracing::info!(train = tr.len(), tuning = tu.len(), "training rows loaded");
     let norm = TabNorm::fit(&tr, &fm.columns);
     let horizons = task.spec.window.horizons_years.clone();
@@ -244,13 +252,21 @@ pub fn train(
             fm.vocab_size as i64,
             fm.columns.len() as i64,
             task.outcomes.len(),
-            horizons.len() as i64,
+            intervals(&horizons) as i64,
         );
-        let r = gru::train(&mut vs, &net, &cfg, &tr, &tu, &norm, progress);
+        let r = gru::train(&mut vs, &net, &cfg, &tr, &tu, &norm, &horizons, progress);
         r.map(|r| (vs, net, r))
     })?;
-    // Calibration and baseline, per output.
+    // Recalibration (time to event, tuning split) and the baseline, per output.
     let logits = gru::predict_logits(&net, &tu, &norm, device, 1024);
+    let n_outcomes = task.outcomes.len();
+    let identity = gru::identity_scale(n_outcomes + 1);
+    let scale = gru::fit_scale(&tu, &logits, 500);
+    let tuning_nll = (
+        gru::mean_nll(&tu, &logits, &identity),
+        gru::mean_nll(&tu, &logits, &scale),
+    );
+    let risks = gru::predict_risks(&logits, tu.len(), &scale, n_outcomes, &horizons);
     use rayon::prelude::*;
     let fitted: Vec<LogisticModel> = outputs
         .par_iter()
@@ -276,7 +292,6 @@ pub fn train(
             LogisticModel::fit(name, &fm.columns, &tx, &ty, LogisticParams::default(), hashes)
         })
         .collect::<Result<_, _>>()?;
-    let mut platt = Vec::new();
     let mut logistic = Vec::new();
     let mut out_metrics = Vec::new();
     for (j, name) in outputs.iter().enumerate() {
@@ -285,15 +300,9 @@ pub fn train(
             .iter()
             .map(|r| tu.labels[r * tu.n_out + j] > 0.5)
             .collect();
-        let raw: Vec<f64> = rows
-            .iter()
-            .map(|r| sigmoid(logits[r * tu.n_out + j] as f64))
-            .collect();
-        let ab = calibration(&raw, &y).unwrap_or((0.0, 1.0));
-        platt.push(ab);
         let cal: Vec<f64> = rows
             .iter()
-            .map(|r| sigmoid(ab.0 + ab.1 * logits[r * tu.n_out + j] as f64))
+            .map(|r| risks[r * tu.n_out + j] as f64)
             .collect();
         let lm = &fitted[j];
         let lp = lm.predict(
@@ -334,9 +343,10 @@ pub fn train(
     write_json(
         "calibration.json",
         &Calibration {
-            method: "platt".into(),
+            method: "hazard_scaling".into(),
             fitted_on: "tuning".into(),
-            platt,
+            hazard_scale: scale,
+            tuning_nll,
         },
     )?;
     write_json("logistic.json", &logistic)?;
@@ -369,6 +379,7 @@ pub fn train(
         vocab_hash: files["vocab.parquet"].clone(),
         columns: fm.columns.clone(),
         outcomes: task.outcomes.iter().map(|o| o.name.clone()).collect(),
+        intervals: intervals(&horizons),
         horizons_years: horizons,
         outputs,
         vocab_size: fm.vocab_size as i64,
@@ -502,7 +513,7 @@ impl Model {
                 manifest.vocab_size,
                 manifest.columns.len() as i64,
                 manifest.outcomes.len(),
-                manifest.horizons_years.len() as i64,
+                manifest.intervals as i64,
             )
         });
         vs.load(dir.join("weights.safetensors"))
@@ -514,7 +525,7 @@ impl Model {
                 manifest.weights_hash
             )));
         }
-        if calibration.platt.len() != manifest.outputs.len()
+        if calibration.hazard_scale.len() != manifest.outcomes.len() + 1
             || logistic.len() != manifest.outputs.len()
         {
             return Err(corrupt(
@@ -581,10 +592,17 @@ impl Model {
         Ok(fm)
     }
 
-    /// Calibrated network risks and baseline risks for every row of `d`.
+    /// Calibrated network risks (cumulative incidences) and baseline risks for every row of `d`.
     pub fn predict(&self, d: &Dataset) -> Vec<RowRisks> {
         let n_out = self.manifest.outputs.len();
         let logits = gru::predict_logits(&self.net, d, &self.norm, self.device, 1024);
+        let risks = gru::predict_risks(
+            &logits,
+            d.len(),
+            &self.calibration.hazard_scale,
+            self.manifest.outcomes.len(),
+            &self.manifest.horizons_years,
+        );
         let logistic: Vec<Vec<f64>> = self
             .logistic
             .iter()
@@ -598,12 +616,7 @@ impl Model {
             .collect();
         (0..d.len())
             .map(|r| RowRisks {
-                gru: (0..n_out)
-                    .map(|j| {
-                        let (a, b) = self.calibration.platt[j];
-                        sigmoid(a + b * logits[r * n_out + j] as f64)
-                    })
-                    .collect(),
+                gru: (0..n_out).map(|j| risks[r * n_out + j] as f64).collect(),
                 logistic: logistic.iter().map(|l| l[r]).collect(),
             })
             .collect()

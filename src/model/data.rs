@@ -1,9 +1,12 @@
 //! Model inputs in memory. In: a features folder (`tabular/` and `sequences/` shards written by
 //! `ehr-risk features`) and, for training, the cohort's label folders. Out: a [`Dataset`], one
 //! row per subject x prediction time in a compact flat layout (tabular values, then monthly
-//! steps, then the codes and normalised values of each step), with one label column and one
-//! mask column per outcome x horizon. Read shard by shard so scoring holds one shard at a time.
+//! steps, then the codes and normalised values of each step), with, for training, each row's
+//! time to event laid out as yearly intervals (the discrete-time hazard targets) and the boolean
+//! status of every outcome x horizon (with a mask where censoring hides it). Read shard by shard
+//! so scoring holds one shard at a time.
 
+use crate::cohort::labels::{LabelValue, Survival};
 use crate::features::FeatureError;
 use arrow::array::{Array, Float32Array, Int32Array, Int64Array, ListArray, StringArray};
 use arrow::array::{RecordBatch, TimestampMicrosecondArray};
@@ -31,10 +34,52 @@ pub struct Dataset {
     pub code_off: Vec<usize>,
     pub codes: Vec<i32>,
     pub vals: Vec<f32>,
-    /// `n_out` per row (1.0/0.0) and whether each is labelled.
+    /// `n_out` (outcomes x horizons) per row: the status (1.0/0.0) and whether it is known.
     pub n_out: usize,
     pub labels: Vec<f32>,
     pub mask: Vec<f32>,
+    /// Hazard targets, `n_outcomes x intervals` per row (yearly intervals): the exposure without
+    /// an event (1 for a whole year survived, the observed fraction of the year follow-up ends
+    /// in, else 0), the outcome in the interval, death first in the interval.
+    pub n_outcomes: usize,
+    pub intervals: usize,
+    pub exposure: Vec<f32>,
+    pub event: Vec<f32>,
+    pub death: Vec<f32>,
+}
+
+/// The 0-based yearly interval a time `x` years after the prediction time falls in: (k, k + 1],
+/// the first one holding time 0 too.
+pub fn interval_of(x: f64) -> usize {
+    (x.ceil().max(1.0) as usize) - 1
+}
+
+/// One outcome's hazard targets over `intervals` yearly intervals: (exposure, event, death).
+pub fn hazard_targets(s: &Survival, o: usize, intervals: usize) -> Vec<(f32, f32, f32)> {
+    let mut v = vec![(0.0, 0.0, 0.0); intervals];
+    if !s.at_risk[o] {
+        return v;
+    }
+    let event = s.events[o];
+    let death = s.death.filter(|&d| event.is_none_or(|e| e > d));
+    for (k, slot) in v.iter_mut().enumerate() {
+        let (lo, hi) = (k as f64, k as f64 + 1.0);
+        if event.is_some_and(|e| interval_of(e) == k) {
+            slot.1 = 1.0;
+            break;
+        }
+        if death.is_some_and(|d| interval_of(d) == k) {
+            slot.2 = 1.0;
+            break;
+        }
+        if s.followup >= hi {
+            slot.0 = 1.0;
+        } else {
+            slot.0 = (s.followup - lo).max(0.0) as f32;
+            break;
+        }
+    }
+    v
 }
 
 impl Dataset {
@@ -78,6 +123,8 @@ impl Dataset {
         let mut t = Dataset {
             n_tab: self.n_tab,
             n_out: self.n_out,
+            n_outcomes: self.n_outcomes,
+            intervals: self.intervals,
             step_off: vec![0],
             code_off: vec![0],
             ..Default::default()
@@ -90,6 +137,13 @@ impl Dataset {
                 let o = r * self.n_out..(r + 1) * self.n_out;
                 t.labels.extend_from_slice(&self.labels[o.clone()]);
                 t.mask.extend_from_slice(&self.mask[o]);
+            }
+            let w = self.n_outcomes * self.intervals;
+            if w > 0 {
+                let o = r * w..(r + 1) * w;
+                t.exposure.extend_from_slice(&self.exposure[o.clone()]);
+                t.event.extend_from_slice(&self.event[o.clone()]);
+                t.death.extend_from_slice(&self.death[o]);
             }
             for s in self.step_off[r]..self.step_off[r + 1] {
                 let c = self.code_off[s]..self.code_off[s + 1];
@@ -104,16 +158,40 @@ impl Dataset {
         t
     }
 
-    /// Attach labels: `labels[j]` maps (subject, time) to the outcome of output j.
-    pub fn attach_labels(&mut self, labels: &[HashMap<(i64, i64), bool>]) {
-        self.n_out = labels.len();
-        self.labels = vec![0.0; self.len() * self.n_out];
-        self.mask = vec![0.0; self.len() * self.n_out];
+    /// Attach each row's time to event (rows without one stay unlabelled): the status of
+    /// every outcome at every horizon in `horizons` (outcome-major) and the hazard targets over
+    /// `intervals` yearly intervals.
+    pub fn attach_survival(
+        &mut self,
+        survival: &HashMap<(i64, i64), Survival>,
+        n_outcomes: usize,
+        horizons: &[u32],
+        intervals: usize,
+    ) {
+        let n = self.len();
+        self.n_out = n_outcomes * horizons.len();
+        self.n_outcomes = n_outcomes;
+        self.intervals = intervals;
+        self.labels = vec![0.0; n * self.n_out];
+        self.mask = vec![0.0; n * self.n_out];
+        let w = n_outcomes * intervals;
+        self.exposure = vec![0.0; n * w];
+        self.event = vec![0.0; n * w];
+        self.death = vec![0.0; n * w];
         for (r, k) in self.keys.iter().enumerate() {
-            for (j, l) in labels.iter().enumerate() {
-                if let Some(&y) = l.get(k) {
-                    self.labels[r * self.n_out + j] = y as u8 as f32;
-                    self.mask[r * self.n_out + j] = 1.0;
+            let Some(s) = survival.get(k) else { continue };
+            for o in 0..n_outcomes {
+                for (hi, &h) in horizons.iter().enumerate() {
+                    let j = r * self.n_out + o * horizons.len() + hi;
+                    match s.value(o, h as f64) {
+                        LabelValue::True => (self.labels[j], self.mask[j]) = (1.0, 1.0),
+                        LabelValue::False => self.mask[j] = 1.0,
+                        LabelValue::Censored | LabelValue::ExcludedPrior => {}
+                    }
+                }
+                for (k, (x, e, d)) in hazard_targets(s, o, intervals).into_iter().enumerate() {
+                    let i = r * w + o * intervals + k;
+                    (self.exposure[i], self.event[i], self.death[i]) = (x, e, d);
                 }
             }
         }
@@ -304,4 +382,69 @@ pub fn read_all(
     }
     d.n_tab = columns.len();
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn surv(followup: f64, death: Option<f64>, event: Option<f64>) -> Survival {
+        Survival {
+            followup,
+            death,
+            events: vec![event],
+            at_risk: vec![true],
+            extract_end: f64::INFINITY,
+        }
+    }
+
+    #[test]
+    fn intervals_are_half_open_on_the_left() {
+        assert_eq!(interval_of(0.0), 0);
+        assert_eq!(interval_of(0.3), 0);
+        assert_eq!(interval_of(1.0), 0);
+        assert_eq!(interval_of(1.0001), 1);
+        assert_eq!(interval_of(9.5), 9);
+    }
+
+    /// Every year followed without an event counts whole, the year follow-up ends in by its
+    /// fraction; the outcome or death ends the row's exposure in its year; death after the
+    /// outcome does not compete with it.
+    #[test]
+    fn hazard_targets_follow_the_time_to_event() {
+        let t = |s: &Survival| hazard_targets(s, 0, 4);
+        assert_eq!(
+            t(&surv(2.5, None, None)),
+            vec![
+                (1.0, 0.0, 0.0),
+                (1.0, 0.0, 0.0),
+                (0.5, 0.0, 0.0),
+                (0.0, 0.0, 0.0)
+            ]
+        );
+        assert_eq!(
+            t(&surv(9.0, None, Some(1.5))),
+            vec![
+                (1.0, 0.0, 0.0),
+                (0.0, 1.0, 0.0),
+                (0.0, 0.0, 0.0),
+                (0.0, 0.0, 0.0)
+            ]
+        );
+        assert_eq!(
+            t(&surv(3.2, Some(3.2), None)),
+            vec![
+                (1.0, 0.0, 0.0),
+                (1.0, 0.0, 0.0),
+                (1.0, 0.0, 0.0),
+                (0.0, 0.0, 1.0)
+            ]
+        );
+        assert_eq!(t(&surv(3.2, Some(3.2), Some(0.5)))[0], (0.0, 1.0, 0.0));
+        let mut excluded = surv(9.0, None, None);
+        excluded.at_risk = vec![false];
+        assert_eq!(t(&excluded), vec![(0.0, 0.0, 0.0); 4]);
+        // Past the last interval nothing is counted: followed 9 years, 4 intervals.
+        assert_eq!(t(&surv(9.0, None, Some(6.0))), vec![(1.0, 0.0, 0.0); 4]);
+    }
 }

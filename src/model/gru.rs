@@ -1,26 +1,34 @@
 //! The recurrent risk network (libtorch through `tch`). In: a [`Dataset`] (monthly steps of
 //! codes with normalised values, time gaps, age; the tabular features) and a [`GruConfig`].
-//! Out: a trained [`GruNet`] in a `VarStore`, logits for every outcome x horizon, and the
-//! per-input gradients explanations need.
+//! Out: a trained [`GruNet`] in a `VarStore`, the cumulative incidence of every outcome at every
+//! horizon, and the per-input gradients explanations need.
 //!
 //! Architecture: each code occurrence contributes `E[code] + value * V[code]` (a bag of
 //! embeddings per month, the value embedding carrying measurements); the bag plus the step's
 //! time gap, recency and age goes through a one-layer GRU; the last valid hidden state is joined
 //! with the standardised tabular features (static facts like sex and race have no time, and the
-//! summaries anchor the network) and a shared layer feeds one head per outcome (MI, stroke), each
-//! with one logit per horizon. Padded batches are masked by gathering each row's last valid
-//! step; unlabelled (censored) outputs are masked out of the loss.
+//! summaries anchor the network) and a shared layer feeds one head per outcome (MI, stroke) and
+//! one for death, each with one logit per yearly interval. Padded batches are masked by gathering
+//! each row's last valid step.
 //!
-//! Training: Adam with weight decay, dropout, gradient-norm clipping, class imbalance through a
-//! per-output `pos_weight` of (negatives / positives)^`pos_weight_power`, early stopping on the
-//! tuning split's mean AUROC, seeded shuffling and initialisation: same data + seed + threads =
+//! Time to event: discrete-time competing risks. In yearly interval k, for outcome o, the
+//! outcome, death and neither have probabilities softmax(a_ok, d_k, 0): the cause-specific
+//! hazards. The risk at h years is the cumulative incidence sum_{k<h} S_o(k) h_o(k), with
+//! S_o(k) the probability of neither before interval k: monotone in the horizon by construction,
+//! death competing, for any horizon up to the last interval. The loss is the exact likelihood of
+//! what was observed: every prediction time contributes each year it was followed without an
+//! event (the year follow-up ends in by its observed fraction, a constant hazard within it), and
+//! the outcome or the death in the year it came. Nobody is dropped for being censored.
+//!
+//! Training: Adam with weight decay, dropout, gradient-norm clipping, early stopping on the
+//! tuning split's likelihood, seeded shuffling and initialisation: same data + seed + threads =
 //! same weights.
 
 use super::data::{Dataset, STEP_INPUTS};
 use crate::evaluate::metrics::auroc;
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Reduction, Tensor, nn, nn::Module, nn::OptimizerConfig, nn::RNN};
+use tch::{Device, Kind, Tensor, nn, nn::Module, nn::OptimizerConfig, nn::RNN};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -33,15 +41,13 @@ pub struct GruConfig {
     pub weight_decay: f64,
     pub batch_size: usize,
     pub max_epochs: usize,
-    /// Stop after this many epochs without a better tuning AUROC (best weights are kept).
+    /// Stop after this many epochs without a better tuning likelihood (best weights are kept).
     pub patience: usize,
     /// Gradient-norm clipping threshold.
     pub grad_clip: f64,
     /// Each batch is sorted by sequence length and run in this many parts (same gradient as
     /// the padded batch, less padding computed).
     pub length_buckets: usize,
-    /// pos_weight = (negatives / positives)^power per output; 0 = unweighted.
-    pub pos_weight_power: f64,
     /// Training rows used (a seeded sample of the train split when it is larger; 0 = all).
     pub max_train_rows: usize,
     /// Tuning rows used for early stopping and calibration (0 = all).
@@ -67,7 +73,6 @@ impl Default for GruConfig {
             patience: 2,
             grad_clip: 1.0,
             length_buckets: 4,
-            pos_weight_power: 0.5,
             max_train_rows: 250_000,
             max_tuning_rows: 100_000,
             seed: 1,
@@ -130,13 +135,6 @@ impl GruConfig {
         rule(
             self.length_buckets >= 1,
             format!("length_buckets must be >= 1 (got {})", self.length_buckets),
-        );
-        rule(
-            self.pos_weight_power >= 0.0 && self.pos_weight_power.is_finite(),
-            format!(
-                "pos_weight_power must be >= 0 (got {})",
-                self.pos_weight_power
-            ),
         );
         rule(
             self.threads >= 0,
@@ -253,7 +251,8 @@ pub struct Batch {
     pub steps: i64,
     /// Per code occurrence: (row in batch, step) for attribution.
     pub code_pos: Vec<(usize, usize)>,
-    pub y: Option<(Tensor, Tensor)>,
+    /// Hazard targets [B, outcomes, intervals]: exposure, event, death.
+    pub y: Option<(Tensor, Tensor, Tensor)>,
 }
 
 impl Batch {
@@ -283,18 +282,18 @@ impl Batch {
             norm.apply(d.tab_row(r), &mut tab);
         }
         let bsz = rows.len() as i64;
-        let y = (d.n_out > 0).then(|| {
-            let mut y = Vec::with_capacity(rows.len() * d.n_out);
-            let mut m = Vec::with_capacity(rows.len() * d.n_out);
-            for &r in rows {
-                y.extend_from_slice(&d.labels[r * d.n_out..(r + 1) * d.n_out]);
-                m.extend_from_slice(&d.mask[r * d.n_out..(r + 1) * d.n_out]);
-            }
-            let shape = [bsz, d.n_out as i64];
-            (
-                Tensor::from_slice(&y).view(shape).to_device(device),
-                Tensor::from_slice(&m).view(shape).to_device(device),
-            )
+        let w = d.n_outcomes * d.intervals;
+        let y = (w > 0).then(|| {
+            let gather = |v: &[f32]| {
+                let mut out = Vec::with_capacity(rows.len() * w);
+                for &r in rows {
+                    out.extend_from_slice(&v[r * w..(r + 1) * w]);
+                }
+                Tensor::from_slice(&out)
+                    .view([bsz, d.n_outcomes as i64, d.intervals as i64])
+                    .to_device(device)
+            };
+            (gather(&d.exposure), gather(&d.event), gather(&d.death))
         });
         Batch {
             rows: rows.to_vec(),
@@ -328,7 +327,7 @@ pub struct GruNet {
 }
 
 impl GruNet {
-    /// `outcomes` heads of `horizons` logits each.
+    /// `outcomes` heads and a death head of `intervals` hazard logits each.
     pub fn new(
         _lock: &TorchLock,
         vs: &nn::Path,
@@ -336,7 +335,7 @@ impl GruNet {
         vocab_size: i64,
         n_tab: i64,
         outcomes: usize,
-        horizons: i64,
+        intervals: i64,
     ) -> GruNet {
         let e = cfg.embed_dim;
         let init = nn::Init::Randn {
@@ -359,14 +358,9 @@ impl GruNet {
                 Default::default(),
             ),
             heads: (0..outcomes)
-                .map(|o| {
-                    nn::linear(
-                        vs / format!("head_{o}"),
-                        cfg.head_hidden,
-                        horizons,
-                        Default::default(),
-                    )
-                })
+                .map(|o| format!("head_{o}"))
+                .chain(["head_death".to_string()])
+                .map(|name| nn::linear(vs / name, cfg.head_hidden, intervals, Default::default()))
                 .collect(),
             hidden: cfg.hidden,
             embed_dim: e,
@@ -379,7 +373,8 @@ impl GruNet {
         self.emb.index_select(0, &b.codes) + self.val_emb.index_select(0, &b.codes) * &b.vals
     }
 
-    /// Logits [B, outcomes x horizons] from the (possibly scaled) inputs.
+    /// Hazard logits [B, (outcomes + 1) x intervals] (outcome-major, death last) from the
+    /// (possibly scaled) inputs.
     pub fn forward_from(
         &self,
         b: &Batch,
@@ -412,10 +407,182 @@ impl GruNet {
         )
     }
 
+    /// Start every head's bias at the training data's log-odds of its cause against neither,
+    /// interval by interval (the hazards of an average person): training begins calibrated in
+    /// the large and spends its steps on who is at higher risk, not on the base rate.
+    pub fn init_hazards(&self, d: &Dataset) {
+        let (o_n, k_n) = (d.n_outcomes, d.intervals);
+        if o_n == 0 || k_n == 0 || self.heads.len() != o_n + 1 {
+            return;
+        }
+        // Per outcome and interval: exposure, events, deaths.
+        let mut sums = vec![(0f64, 0f64, 0f64); o_n * k_n];
+        for r in 0..d.len() {
+            for (i, s) in sums.iter_mut().enumerate() {
+                let j = r * o_n * k_n + i;
+                s.0 += d.exposure[j] as f64;
+                s.1 += d.event[j] as f64;
+                s.2 += d.death[j] as f64;
+            }
+        }
+        let log_odds = |cause: f64, none: f64| ((cause + 0.5) / (none + 0.5)).ln() as f32;
+        let mut death = vec![(0f64, 0f64); k_n];
+        for (o, head) in self.heads.iter().take(o_n).enumerate() {
+            let b: Vec<f32> = (0..k_n)
+                .map(|k| {
+                    let (x, e, dd) = sums[o * k_n + k];
+                    death[k].0 += dd;
+                    death[k].1 += x;
+                    log_odds(e, x)
+                })
+                .collect();
+            set_bias(head, &b);
+        }
+        let b: Vec<f32> = death.iter().map(|&(dd, x)| log_odds(dd, x)).collect();
+        set_bias(&self.heads[o_n], &b);
+    }
+
     pub fn forward(&self, b: &Batch, train: bool) -> Tensor {
         let c = self.code_contrib(b);
         self.forward_from(b, &c, &b.step_x, &b.tab, train)
     }
+}
+
+fn set_bias(l: &nn::Linear, v: &[f32]) {
+    if let Some(bs) = &l.bs {
+        tch::no_grad(|| {
+            bs.shallow_clone()
+                .copy_(&Tensor::from_slice(v).to_device(bs.device()))
+        });
+    }
+}
+
+/// Recalibration of the hazard logits, per cause (the outcomes, then death): `a + b * logit`.
+/// Identity is `(0, 1)`. Scaling hazards keeps every risk a cumulative incidence.
+pub type HazardScale = [(f64, f64)];
+
+/// The identity scaling of `causes` causes.
+pub fn identity_scale(causes: usize) -> Vec<(f64, f64)> {
+    vec![(0.0, 1.0); causes]
+}
+
+/// Per outcome [B, outcomes, K]: log P(outcome in k), log P(death in k), log P(neither in k),
+/// from hazard logits [B, (outcomes + 1) K] scaled per cause by `a + b * logit` (`a`, `b`:
+/// [outcomes + 1] tensors).
+fn log_probs_t(
+    logits: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    outcomes: usize,
+) -> (Tensor, Tensor, Tensor) {
+    let bsz = logits.size()[0];
+    let c = outcomes as i64 + 1;
+    let z = logits.view([bsz, c, -1]) * b.view([1, c, 1]) + a.view([1, c, 1]);
+    let k = z.size()[2];
+    let o = z.narrow(1, 0, outcomes as i64);
+    let d = z
+        .narrow(1, outcomes as i64, 1)
+        .expand([bsz, outcomes as i64, k], false);
+    let zero = o.zeros_like();
+    let lse = Tensor::stack(&[&o, &d, &zero], 3).logsumexp([3i64].as_slice(), false);
+    (&o - &lse, &d - &lse, -lse)
+}
+
+fn scale_tensors(scale: &HazardScale, device: Device) -> (Tensor, Tensor) {
+    let a: Vec<f32> = scale.iter().map(|s| s.0 as f32).collect();
+    let b: Vec<f32> = scale.iter().map(|s| s.1 as f32).collect();
+    (
+        Tensor::from_slice(&a).to_device(device),
+        Tensor::from_slice(&b).to_device(device),
+    )
+}
+
+fn log_probs(logits: &Tensor, scale: &HazardScale, outcomes: usize) -> (Tensor, Tensor, Tensor) {
+    let (a, b) = scale_tensors(scale, logits.device());
+    log_probs_t(logits, &a, &b, outcomes)
+}
+
+/// Cumulative incidence [B, outcomes x horizons] (outcome-major) of every outcome at every
+/// horizon (whole years, at most the number of intervals), death competing.
+pub fn cumulative_incidence(
+    logits: &Tensor,
+    scale: &HazardScale,
+    outcomes: usize,
+    horizons: &[u32],
+) -> Tensor {
+    let (lo, _, ln) = log_probs(logits, scale, outcomes);
+    // Probability of neither before interval k: exp of the sum of log P(neither) over j < k.
+    let before = ln.cumsum(2, Kind::Float) - &ln;
+    let cif = (before + lo).exp().cumsum(2, Kind::Float);
+    let idx: Vec<i64> = horizons.iter().map(|&h| h as i64 - 1).collect();
+    let idx = Tensor::from_slice(&idx).to_device(logits.device());
+    cif.index_select(2, &idx).view([logits.size()[0], -1])
+}
+
+/// Negative log-likelihood (summed) of the hazard targets [B, outcomes, K] under the logits.
+pub fn hazard_nll(
+    logits: &Tensor,
+    scale: &HazardScale,
+    y: &(Tensor, Tensor, Tensor),
+    outcomes: usize,
+) -> Tensor {
+    nll_of(log_probs(logits, scale, outcomes), y)
+}
+
+fn nll_of((lo, ld, ln): (Tensor, Tensor, Tensor), y: &(Tensor, Tensor, Tensor)) -> Tensor {
+    let (exposure, event, death) = y;
+    -((ln * exposure) + (lo * event) + (ld * death)).sum(Kind::Float)
+}
+
+/// The hazard targets of every row of `d` as tensors [N, outcomes, K].
+fn targets(d: &Dataset) -> (Tensor, Tensor, Tensor) {
+    let shape = [d.len() as i64, d.n_outcomes as i64, d.intervals as i64];
+    (
+        Tensor::from_slice(&d.exposure).view(shape),
+        Tensor::from_slice(&d.event).view(shape),
+        Tensor::from_slice(&d.death).view(shape),
+    )
+}
+
+/// Recalibration on the tuning split in time-to-event terms: the per-cause scaling of the
+/// hazard logits (the network frozen) that maximises the tuning likelihood under a weak prior
+/// around the identity (a ~ N(0, 0.5²), b ~ N(1, 0.5²): with few tuning events the scaling
+/// stays near the network's own, with many the data decide), by full-batch Adam from the
+/// identity. Deterministic (no random draw).
+pub fn fit_scale(d: &Dataset, logits: &[f32], iterations: usize) -> Vec<(f64, f64)> {
+    let causes = d.n_outcomes + 1;
+    if d.is_empty() {
+        return identity_scale(causes);
+    }
+    let y = targets(d);
+    let z = Tensor::from_slice(logits).view([d.len() as i64, causes as i64, -1]);
+    // Fitted as a' + b (z - m) with m each cause's mean logit: offset and slope nearly
+    // independent, so Adam converges in a few hundred steps; a = a' - b m.
+    let m = z.mean_dim([0i64, 2].as_slice(), false, Kind::Float);
+    let zc = (&z - m.view([1, causes as i64, 1])).view([d.len() as i64, -1]);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let a = vs.root().zeros("a", &[causes as i64]);
+    let b = vs.root().ones("b", &[causes as i64]);
+    tch::no_grad(|| a.shallow_clone().copy_(&m));
+    let mut opt = nn::Adam::default()
+        .build(&vs, 0.02)
+        .expect("an optimiser over two small tensors");
+    let n = d.len() as f64;
+    for _ in 0..iterations {
+        opt.zero_grad();
+        let a0 = &a - &b * &m;
+        let prior = (a0.square().sum(Kind::Float) + (&b - 1.0).square().sum(Kind::Float)) * 2.0;
+        let l = (nll_of(log_probs_t(&zc, &a, &b, d.n_outcomes), &y) + prior) / n;
+        l.backward();
+        opt.step();
+    }
+    let a = tch::no_grad(|| &a - &b * &m);
+    let a = Vec::<f32>::try_from(a.detach()).expect("floats");
+    let b = Vec::<f32>::try_from(b.detach()).expect("floats");
+    a.into_iter()
+        .zip(b)
+        .map(|(a, b)| (a as f64, b as f64))
+        .collect()
 }
 
 /// Run `gru` over the padded [B, T, in] input and take each row's hidden state at its last
@@ -462,7 +629,9 @@ pub fn seeded<T>(seed: u64, threads: i32, f: impl FnOnce(&TorchLock) -> T) -> T 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpochLog {
     pub epoch: usize,
+    /// Mean negative log-likelihood per row, train and tuning.
     pub train_loss: f64,
+    pub tuning_loss: f64,
     pub tuning_auroc: Vec<Option<f64>>,
     pub tuning_mean_auroc: f64,
     pub seconds: f64,
@@ -494,14 +663,41 @@ pub fn predict_logits(
     out
 }
 
-/// Per-output AUROC of logits against labels (masked).
-pub fn output_aurocs(d: &Dataset, logits: &[f32]) -> Vec<Option<f64>> {
+/// Cumulative incidences for every row of `d`, outcomes x horizons per row, in row order.
+pub fn predict_risks(
+    logits: &[f32],
+    rows: usize,
+    scale: &HazardScale,
+    outcomes: usize,
+    horizons: &[u32],
+) -> Vec<f32> {
+    let _g = tch::no_grad_guard();
+    if rows == 0 {
+        return vec![];
+    }
+    let z = Tensor::from_slice(logits).view([rows as i64, -1]);
+    let r = cumulative_incidence(&z, scale, outcomes, horizons).contiguous();
+    Vec::<f32>::try_from(r.view([-1])).expect("float risks")
+}
+
+/// Mean negative log-likelihood per row of `d`'s hazard targets under `logits`.
+pub fn mean_nll(d: &Dataset, logits: &[f32], scale: &HazardScale) -> f64 {
+    let _g = tch::no_grad_guard();
+    if d.is_empty() {
+        return 0.0;
+    }
+    let z = Tensor::from_slice(logits).view([d.len() as i64, -1]);
+    hazard_nll(&z, scale, &targets(d), d.n_outcomes).double_value(&[]) / d.len() as f64
+}
+
+/// Per-output AUROC of risks against the known statuses (masked).
+pub fn output_aurocs(d: &Dataset, risks: &[f32]) -> Vec<Option<f64>> {
     (0..d.n_out)
         .map(|j| {
             let (mut p, mut y) = (vec![], vec![]);
             for r in 0..d.len() {
                 if d.mask[r * d.n_out + j] > 0.0 {
-                    p.push(logits[r * d.n_out + j] as f64);
+                    p.push(risks[r * d.n_out + j] as f64);
                     y.push(d.labels[r * d.n_out + j] > 0.5);
                 }
             }
@@ -510,28 +706,9 @@ pub fn output_aurocs(d: &Dataset, logits: &[f32]) -> Vec<Option<f64>> {
         .collect()
 }
 
-/// pos_weight per output from the training labels.
-fn pos_weights(d: &Dataset, power: f64) -> Vec<f32> {
-    (0..d.n_out)
-        .map(|j| {
-            let (mut pos, mut n) = (0.0, 0.0);
-            for r in 0..d.len() {
-                if d.mask[r * d.n_out + j] > 0.0 {
-                    n += 1.0;
-                    pos += d.labels[r * d.n_out + j] as f64;
-                }
-            }
-            if pos == 0.0 || power == 0.0 {
-                1.0
-            } else {
-                ((n - pos) / pos).max(1.0).powf(power) as f32
-            }
-        })
-        .collect()
-}
-
-/// Train on `train`, early-stopping on `tune`. `vs` must be fresh; the best epoch's weights are
-/// left in it. `progress` sees every epoch.
+/// Train on `train`, early-stopping on `tune`'s likelihood. `vs` must be fresh; the best
+/// epoch's weights are left in it. `horizons` are the outputs whose tuning AUROC is logged.
+/// `progress` sees every epoch.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     vs: &mut nn::VarStore,
@@ -540,6 +717,7 @@ pub fn train(
     train: &Dataset,
     tune: &Dataset,
     norm: &TabNorm,
+    horizons: &[u32],
     progress: &mut dyn FnMut(&EpochLog),
 ) -> Result<(Vec<EpochLog>, usize), TrainError> {
     if train.is_empty() || tune.is_empty() {
@@ -549,7 +727,9 @@ pub fn train(
         });
     }
     let device = vs.device();
-    let pw = Tensor::from_slice(&pos_weights(train, cfg.pos_weight_power)).to_device(device);
+    let outcomes = train.n_outcomes;
+    let scale = identity_scale(outcomes + 1);
+    net.init_hazards(train);
     let mut opt = nn::Adam {
         wd: cfg.weight_decay,
         ..Default::default()
@@ -559,7 +739,7 @@ pub fn train(
     let mut rng = Rng::new(cfg.seed, 0, 0x0067_7275);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut logs = Vec::new();
-    let (mut best, mut best_epoch, mut since) = (f64::NEG_INFINITY, 0, 0);
+    let (mut best, mut best_epoch, mut since) = (f64::INFINITY, 0, 0);
     let mut best_weights: Option<Vec<(String, Tensor)>> = None;
     for epoch in 1..=cfg.max_epochs {
         let started = std::time::Instant::now();
@@ -575,25 +755,17 @@ pub fn train(
             // padded batch's, for less work.
             let mut rows = chunk.to_vec();
             rows.sort_by_key(|&r| (train.step_off[r + 1] - train.step_off[r], r));
-            let labelled: f32 = rows
-                .iter()
-                .map(|&r| {
-                    train.mask[r * train.n_out..(r + 1) * train.n_out]
-                        .iter()
-                        .sum::<f32>()
-                })
-                .sum::<f32>()
-                .max(1.0);
+            let per_row = rows.len() as f64;
             let part = rows.len().div_ceil(cfg.length_buckets.max(1));
             opt.zero_grad();
             let mut l_batch = 0.0;
             for p in rows.chunks(part) {
                 let b = Batch::new(train, p, norm, device);
-                let (y, m) = b.y.as_ref().expect("training rows carry labels");
+                let y =
+                    b.y.as_ref()
+                        .expect("training rows carry their time to event");
                 let logits = net.forward(&b, true);
-                let l =
-                    logits.binary_cross_entropy_with_logits(y, Some(m), Some(&pw), Reduction::Sum)
-                        / labelled as f64;
+                let l = hazard_nll(&logits, &scale, y, outcomes) / per_row;
                 l.backward();
                 l_batch += l.double_value(&[]);
             }
@@ -603,20 +775,23 @@ pub fn train(
             batches += 1;
         }
         let logits = predict_logits(net, tune, norm, device, 1024);
-        let au = output_aurocs(tune, &logits);
+        let tuning_loss = mean_nll(tune, &logits, &scale);
+        let risks = predict_risks(&logits, tune.len(), &scale, outcomes, horizons);
+        let au = output_aurocs(tune, &risks);
         let known: Vec<f64> = au.iter().flatten().copied().collect();
         let mean = known.iter().sum::<f64>() / known.len().max(1) as f64;
         let log = EpochLog {
             epoch,
             train_loss: loss_sum / batches.max(1) as f64,
+            tuning_loss,
             tuning_auroc: au,
             tuning_mean_auroc: mean,
             seconds: started.elapsed().as_secs_f64(),
         };
         progress(&log);
         logs.push(log);
-        if mean > best {
-            best = mean;
+        if tuning_loss < best {
+            best = tuning_loss;
             best_epoch = epoch;
             since = 0;
             best_weights = Some(snapshot(vs));
@@ -662,7 +837,8 @@ pub fn weights_hash(vs: &nn::VarStore) -> String {
     h.finalize().to_hex().to_string()
 }
 
-/// Integrated gradients of each row's calibrated risk for output `j` along the straight path
+/// Integrated gradients of each row's calibrated risk (the cumulative incidence of output `j`,
+/// outcome-major over `horizons`) along the straight path
 /// from the baseline (no events, tabular features at the train mean) to the input, with `steps`
 /// midpoint-rule points. Returns, per row in the batch, the attribution of every code
 /// occurrence (in `b.code_pos` order), of every step's timing inputs and age input, and of every
@@ -682,14 +858,17 @@ pub fn integrated_gradients(
     net: &GruNet,
     b: &Batch,
     j: i64,
-    platt: (f64, f64),
+    scale: &HazardScale,
+    horizons: &[u32],
     steps: usize,
 ) -> Vec<Attribution> {
     let contrib = net.code_contrib(b).detach();
     let bsz = b.last.size()[0];
+    let outcomes = net.heads.len() - 1;
+    let (o, hi) = (j as usize / horizons.len(), j as usize % horizons.len());
     let risk_of = |c: &Tensor, s: &Tensor, t: &Tensor| {
-        let z = net.forward_from(b, c, s, t, false).select(1, j);
-        (z * platt.1 + platt.0).sigmoid()
+        let z = net.forward_from(b, c, s, t, false);
+        cumulative_incidence(&z, scale, outcomes, &horizons[hi..=hi]).select(1, o as i64)
     };
     let (mut gc, mut gs, mut gt) = (
         contrib.zeros_like(),
@@ -752,4 +931,118 @@ pub fn integrated_gradients(
         out[*r].codes.push(ac[i]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cumulative incidence is the competing-risks sum, by hand: interval hazards from a
+    /// softmax over (outcome, death, neither), survival carried across intervals.
+    #[test]
+    fn cumulative_incidence_is_the_competing_risks_sum_and_grows() {
+        // One row, two outcomes, three intervals: logits outcome 0, outcome 1, death.
+        let z: Vec<f32> = vec![-3.0, -2.5, -2.0, -4.0, -3.5, -1.0, -2.0, -1.5, -1.0];
+        let scale = [(0.1, 0.9), (0.0, 1.0), (-0.2, 1.1)];
+        let t = Tensor::from_slice(&z).view([1, -1]);
+        let got = Vec::<f32>::try_from(cumulative_incidence(&t, &scale, 2, &[1, 2, 3]).view([-1]))
+            .unwrap();
+        for o in 0..2 {
+            let (mut s, mut cif) = (1.0f64, vec![]);
+            let mut acc = 0.0;
+            for k in 0..3 {
+                let a = scale[o].0 + scale[o].1 * z[o * 3 + k] as f64;
+                let d = scale[2].0 + scale[2].1 * z[6 + k] as f64;
+                let den = 1.0 + a.exp() + d.exp();
+                acc += s * a.exp() / den;
+                s *= 1.0 / den;
+                cif.push(acc);
+            }
+            for k in 0..3 {
+                assert!(
+                    (got[o * 3 + k] as f64 - cif[k]).abs() < 1e-6,
+                    "{got:?} {cif:?}"
+                );
+            }
+            assert!(cif.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+
+    /// The loss is the likelihood: an event in year 2 after a whole year at risk is
+    /// -log P(neither in 1) - log P(outcome in 2), and the fraction of a year counts by its
+    /// share of log P(neither).
+    #[test]
+    fn hazard_nll_is_the_likelihood_of_what_was_observed() {
+        let z = Tensor::from_slice(&[-2.0f32, -1.0, -3.0, -2.5]).view([1, -1]);
+        let id = identity_scale(2);
+        let y = (
+            Tensor::from_slice(&[1.0f32, 0.4]).view([1, 1, 2]),
+            Tensor::from_slice(&[0.0f32, 0.0]).view([1, 1, 2]),
+            Tensor::from_slice(&[0.0f32, 0.0]).view([1, 1, 2]),
+        );
+        let got = hazard_nll(&z, &id, &y, 1).double_value(&[]);
+        let den = |a: f64, d: f64| 1.0 + a.exp() + d.exp();
+        let want = den(-2.0, -3.0).ln() + 0.4 * den(-1.0, -2.5).ln();
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        let y2 = (
+            Tensor::from_slice(&[1.0f32, 0.0]).view([1, 1, 2]),
+            Tensor::from_slice(&[0.0f32, 1.0]).view([1, 1, 2]),
+            Tensor::from_slice(&[0.0f32, 0.0]).view([1, 1, 2]),
+        );
+        let got = hazard_nll(&z, &id, &y2, 1).double_value(&[]);
+        let want = den(-2.0, -3.0).ln() - (-1.0 - den(-1.0, -2.5).ln());
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    /// Recalibration recovers a known miscalibration: logits 1.0 too high for the outcome and
+    /// right for death give back a ~ -1, b ~ 1 for the outcome and ~ identity for death.
+    #[test]
+    fn fit_scale_recovers_a_shifted_hazard() {
+        let mut rng = crate::rng::Rng::new(3, 0, 9);
+        let (n, k) = (20_000, 2);
+        let mut d = Dataset {
+            n_outcomes: 1,
+            intervals: k,
+            ..Default::default()
+        };
+        let mut logits = Vec::new();
+        for r in 0..n {
+            d.keys.push((r as i64, 0));
+            let x = rng.normal();
+            let (zo, zd) = (-2.0 + 0.7 * x, -3.0);
+            let mut stop = false;
+            let mut row = (vec![], vec![]);
+            for _ in 0..k {
+                let den = 1.0 + f64::exp(zo) + f64::exp(zd);
+                let u = rng.uniform();
+                let (mut ex, mut ev, mut de) = (0.0, 0.0, 0.0);
+                if !stop {
+                    if u < zo.exp() / den {
+                        ev = 1.0;
+                        stop = true;
+                    } else if u < (zo.exp() + zd.exp()) / den {
+                        de = 1.0;
+                        stop = true;
+                    } else {
+                        ex = 1.0;
+                    }
+                }
+                d.exposure.push(ex);
+                d.event.push(ev);
+                d.death.push(de);
+                row.0.push(zo as f32 + 1.0);
+                row.1.push(zd as f32);
+            }
+            logits.extend(row.0);
+            logits.extend(row.1);
+        }
+        let s = fit_scale(&d, &logits, 500);
+        assert!(
+            (s[0].0 + 1.0).abs() < 0.15 && (s[0].1 - 1.0).abs() < 0.1,
+            "{s:?}"
+        );
+        assert!(s[1].0.abs() < 0.3 && (s[1].1 - 1.0).abs() < 0.1, "{s:?}");
+        let id = identity_scale(2);
+        assert!(mean_nll(&d, &logits, &s) < mean_nll(&d, &logits, &id));
+    }
 }

@@ -75,7 +75,7 @@ pub fn risk_assessment(model: &Model, a: &Assessment, top: usize) -> Value {
         "occurrenceDateTime": when,
         "method": {"coding": [{"system": "urn:ehr-risk:model", "code": "gru",
                                "display": format!("ehr-risk GRU {} ({}), weights {}", m.ehr_risk_version, m.task, &m.weights_hash[..12])}],
-                   "text": "Recurrent network over the longitudinal record with Platt calibration"},
+                   "text": "Recurrent network over the longitudinal record: discrete-time competing-risks hazards, recalibrated on a tuning split"},
         "basis": [{"display": "Longitudinal EHR events in the 5-year look-back (ehr-risk features)"}],
         "prediction": predictions,
         "note": [{"text": format!("Risk tier: {} ({:.1}% risk of MI or stroke within {h:.0} years)", a.tier, a.any_risk * 100.0)}],

@@ -385,7 +385,8 @@ impl ShardScorer<'_> {
                     &self.model.net,
                     &b,
                     j as i64,
-                    self.model.calibration.platt[j],
+                    &self.model.calibration.hazard_scale,
+                    &self.model.manifest.horizons_years,
                     self.opts.ig_steps,
                 );
                 for (a, &r) in att.iter().zip(chunk) {

@@ -299,7 +299,14 @@ fn explanations_name_the_generators_true_drivers() {
     let mut tops: std::collections::BTreeMap<String, usize> = Default::default();
     for chunk in rows.chunks(100) {
         let b = Batch::new(&d, chunk, &m.norm, m.device);
-        let att = integrated_gradients(&m.net, &b, j as i64, m.calibration.platt[j], 16);
+        let att = integrated_gradients(
+            &m.net,
+            &b,
+            j as i64,
+            &m.calibration.hazard_scale,
+            &m.manifest.horizons_years,
+            16,
+        );
         for (a, &r) in att.iter().zip(chunk) {
             let f = ehr_risk::explain::factors(a, &d, r, &fm.columns, &namer);
             let present: Vec<&str> = f
