@@ -147,6 +147,16 @@ pub fn score(a: ScoreArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
 }
 
 /// A readable table of evaluations.
+/// "min-max" of per-decile ratios, "-" when there are none.
+fn ratio_range(r: &[f64]) -> String {
+    if r.is_empty() {
+        return "-".to_string();
+    }
+    let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = r.iter().copied().fold(0.0, f64::max);
+    format!("{lo:.2}-{hi:.2}")
+}
+
 pub fn print_evaluations(evals: &[Evaluation], subgroups: bool) {
     println!(
         "{:<11} {:<18} {:<12} {:>7} {:>6} {:>21} {:>7} {:>7} {:>6}",
@@ -202,15 +212,7 @@ pub fn print_evaluations(evals: &[Evaluation], subgroups: bool) {
                     .filter(|d| d.3 >= 20 && d.0 > 0.0)
                     .map(|d| d.1 / d.0)
                     .collect();
-                let range = if r.is_empty() {
-                    "-".to_string()
-                } else {
-                    format!(
-                        "{:.2}-{:.2}",
-                        r.iter().copied().fold(f64::INFINITY, f64::min),
-                        r.iter().copied().fold(0.0, f64::max)
-                    )
-                };
+                let range = ratio_range(&r);
                 let au = c.auroc.map_or("-".to_string(), |a| format!("{a:.3}"));
                 println!(
                     "{:<11} {model:<18} {:>7} {:>6} {au:>7} {:>9.4} {:>9.4} {:>6.3} {range:>19}",
@@ -242,15 +244,7 @@ pub fn print_evaluations(evals: &[Evaluation], subgroups: bool) {
                     .filter(|d| d.1 > 0.0)
                     .map(|d| d.0 / d.1)
                     .collect();
-                let range = if r.is_empty() {
-                    "-".to_string()
-                } else {
-                    format!(
-                        "{:.2}-{:.2}",
-                        r.iter().copied().fold(f64::INFINITY, f64::min),
-                        r.iter().copied().fold(0.0, f64::max)
-                    )
-                };
+                let range = ratio_range(&r);
                 let v = e
                     .horizon_violations
                     .get(model)
