@@ -9,6 +9,7 @@
 //! lake fingerprint). Shards are labelled in parallel, one lake shard per worker at a time.
 
 pub mod availability;
+pub mod censoring;
 pub mod labels;
 pub mod spec;
 

@@ -319,12 +319,23 @@ fn fitted_baseline(
             .map(|((s, ti, _), (mi, st))| ((*s, *ti), if outcome == "mi" { *mi } else { *st }))
             .collect::<std::collections::HashMap<_, _>>()
     });
+    let survival = crate::cohort::read_survival(&a.cohort, std::slice::from_ref(&outcome))?;
+    let with_survival: Vec<_> = keys
+        .iter()
+        .map(|k| (survival.get(&(k.0, k.1)), k.2.as_str()))
+        .collect();
+    let ipcw: Vec<f64> =
+        crate::cohort::censoring::grouped_weights(&with_survival, 0, &[horizon as f64])
+            .into_iter()
+            .map(|w| w[0])
+            .collect();
     crate::evaluate::run(
         &label,
         &columns,
         &keys,
         &rows,
         &labels,
+        &ipcw,
         oracle.as_ref(),
         &a.split,
         (&manifest.feature_spec_hash, &manifest.task_hash),

@@ -3,90 +3,10 @@
 //! probability-of-censoring-weighted (IPCW) time-dependent AUROC (cumulative cases against
 //! everyone known free of the outcome at h: the dead without it and those followed past h),
 //! observed cumulative incidence against the mean predicted risk, and observed/expected per
-//! decile of predicted risk. Why: the boolean label of a horizon is only known for people
-//! followed to it or with an event before it, a selection that favours events; weighting each
-//! known row by one over the probability of being still followed (Kaplan-Meier of the censoring)
-//! stands it for the censored like it, so observed rates are what they would be without
-//! censoring (when censoring is independent of the outcome given the time).
+//! decile of predicted risk, each known row weighted as [`crate::cohort::censoring`] says.
 
-use crate::cohort::labels::Survival;
+use crate::cohort::censoring::{End, weights};
 use serde::{Deserialize, Serialize};
-
-/// How a row's follow-up for one outcome ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    Event,
-    /// Death without the outcome first.
-    Competing,
-    Censored,
-}
-
-/// The time (years) and kind of the end of follow-up of `s` for outcome `o`.
-pub fn end_of(s: &Survival, o: usize) -> (f64, End) {
-    match (s.events[o], s.death) {
-        (Some(e), d) if d.is_none_or(|d| e <= d) => (e, End::Event),
-        (_, Some(d)) => (d, End::Competing),
-        _ => (s.followup, End::Censored),
-    }
-}
-
-/// The Kaplan-Meier estimate of the probability of still being followed, G(t) = P(C > t).
-pub struct CensoringKm {
-    /// (censoring time, G just after it), increasing in time.
-    steps: Vec<(f64, f64)>,
-}
-
-impl CensoringKm {
-    pub fn fit(ends: &[(f64, End)]) -> CensoringKm {
-        let mut times: Vec<(f64, bool)> =
-            ends.iter().map(|&(t, e)| (t, e == End::Censored)).collect();
-        times.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut at_risk = times.len() as f64;
-        let (mut g, mut steps) = (1.0, Vec::new());
-        let mut i = 0;
-        while i < times.len() {
-            let t = times[i].0;
-            let (mut n, mut censored) = (0.0, 0.0);
-            while i < times.len() && times[i].0 == t {
-                n += 1.0;
-                censored += times[i].1 as u8 as f64;
-                i += 1;
-            }
-            if censored > 0.0 {
-                g *= 1.0 - censored / at_risk;
-                steps.push((t, g));
-            }
-            at_risk -= n;
-        }
-        CensoringKm { steps }
-    }
-
-    /// G(t-): the probability of being followed up to just before `t`.
-    pub fn before(&self, t: f64) -> f64 {
-        let k = self.steps.partition_point(|s| s.0 < t);
-        if k == 0 { 1.0 } else { self.steps[k - 1].1 }
-    }
-}
-
-/// IPCW weight and case status of each row at horizon `h`: cases (event by h) and controls
-/// (dead without it by h, or followed to h) weighted by 1/G(their time-), the rest 0.
-pub fn weights(ends: &[(f64, End)], h: f64) -> Vec<(f64, bool)> {
-    let km = CensoringKm::fit(ends);
-    ends.iter()
-        .map(|&(t, e)| {
-            let w = |at: f64| {
-                let g = km.before(at);
-                if g > 0.0 { 1.0 / g } else { 0.0 }
-            };
-            match e {
-                End::Event if t <= h => (w(t), true),
-                End::Competing if t <= h => (w(t), false),
-                _ if t >= h => (w(h), false),
-                _ => (0.0, false),
-            }
-        })
-        .collect()
-}
 
 /// Weighted AUROC: the weighted share of (case, control) pairs the risk orders right, ties
 /// half. `None` without weight on both sides.
@@ -228,20 +148,5 @@ mod tests {
         assert!(naive > 0.4, "naive {naive}");
         assert!((m.observed - 0.3).abs() < 0.015, "IPCW {}", m.observed);
         assert!((m.observed_over_expected - 1.0).abs() < 0.05);
-    }
-
-    #[test]
-    fn censoring_km_steps_at_censoring_times_only() {
-        let ends = [
-            (1.0, End::Censored),
-            (2.0, End::Event),
-            (3.0, End::Censored),
-            (4.0, End::Event),
-        ];
-        let km = CensoringKm::fit(&ends);
-        assert_eq!(km.before(1.0), 1.0);
-        assert!((km.before(1.5) - 0.75).abs() < 1e-12);
-        // at 3: 2 at risk, one censored: 0.75 * 0.5
-        assert!((km.before(3.5) - 0.375).abs() < 1e-12);
     }
 }

@@ -8,6 +8,7 @@
 pub mod censored;
 pub mod metrics;
 
+use crate::cohort::censoring;
 use crate::model::logistic::{LogisticModel, LogisticParams};
 use metrics::{Estimate, auprc, auroc, bootstrap, brier, calibration, calibration_curve};
 use serde::Serialize;
@@ -150,7 +151,8 @@ fn subgroups(columns: &[String], row: &[f32]) -> Vec<String> {
 }
 
 /// Evaluate on `split` (usually held_out): rows are (keys, features), labels by (subject, time),
-/// oracle risks by (subject, time) when known.
+/// each row's inverse probability of censoring at the label's horizon (the baseline's training
+/// weight), oracle risks by (subject, time) when known.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     outcome: &str,
@@ -158,13 +160,14 @@ pub fn run(
     keys: &[(i64, i64, String)],
     rows: &[Vec<f32>],
     labels: &std::collections::HashMap<(i64, i64), bool>,
+    ipcw: &[f64],
     oracle: Option<&std::collections::HashMap<(i64, i64), f64>>,
     split: &str,
     hashes: (&str, &str),
     bootstrap_reps: usize,
     seed: u64,
 ) -> Result<Evaluation, crate::model::logistic::LogisticError> {
-    let (mut tx, mut ty) = (vec![], vec![]);
+    let (mut tx, mut ty, mut tw) = (vec![], vec![], vec![]);
     let mut test: Vec<(usize, bool)> = vec![];
     for (i, k) in keys.iter().enumerate() {
         let Some(&y) = labels.get(&(k.0, k.1)) else {
@@ -173,6 +176,7 @@ pub fn run(
         if k.2 == "train" {
             tx.push(rows[i].clone());
             ty.push(y);
+            tw.push(ipcw[i]);
         } else if k.2 == split && oracle.is_none_or(|o| o.contains_key(&(k.0, k.1))) {
             test.push((i, y));
         }
@@ -182,6 +186,7 @@ pub fn run(
         columns,
         &tx,
         &ty,
+        &tw,
         LogisticParams::default(),
         hashes,
     )?;
@@ -427,16 +432,16 @@ pub fn with_model(
         }
         // Censoring-aware: every row with a time to event whose horizon the extract covers.
         let oi = j / m.horizons_years.len();
-        let ends: Vec<Option<(f64, censored::End)>> = d
+        let ends: Vec<Option<(f64, censoring::End)>> = d
             .keys
             .iter()
             .map(|k| {
                 let s = survival.get(k)?;
-                (s.at_risk[oi] && h as f64 <= s.extract_end).then(|| censored::end_of(s, oi))
+                (s.at_risk[oi] && h as f64 <= s.extract_end).then(|| censoring::end_of(s, oi))
             })
             .collect();
         for (model, p) in &every {
-            let (pv, ev): (Vec<f64>, Vec<(f64, censored::End)>) = p
+            let (pv, ev): (Vec<f64>, Vec<(f64, censoring::End)>) = p
                 .iter()
                 .zip(&ends)
                 .filter_map(|(p, end)| Some(((*p)?, (*end)?)))

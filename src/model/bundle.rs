@@ -278,18 +278,17 @@ pub fn train(
                 .iter()
                 .map(|r| tr.labels[r * tr.n_out + j] > 0.5)
                 .collect();
+            // Each known status weighted by its inverse probability of censoring: the risk
+            // without censoring, as the network's cumulative incidence is.
+            let tw: Vec<f64> = trows.iter().map(|r| tr.ipcw[r * tr.n_out + j]).collect();
             let hashes = (fm.feature_spec_hash.as_str(), fm.task_hash.as_str());
-            if ty.iter().all(|v| *v) || !ty.iter().any(|v| *v) {
+            let p = LogisticParams::default();
+            let has = |c: bool| ty.iter().zip(&tw).any(|(y, w)| *y == c && *w > 0.0);
+            if !has(true) || !has(false) {
                 tracing::warn!(output = %name, rows = ty.len(), "one class only: intercept-only baseline");
-                return Ok(LogisticModel::constant(
-                    name,
-                    &fm.columns,
-                    &ty,
-                    LogisticParams::default(),
-                    hashes,
-                ));
+                return Ok(LogisticModel::constant(name, &fm.columns, &ty, &tw, p, hashes));
             }
-            LogisticModel::fit(name, &fm.columns, &tx, &ty, LogisticParams::default(), hashes)
+            LogisticModel::fit(name, &fm.columns, &tx, &ty, &tw, p, hashes)
         })
         .collect::<Result<_, _>>()?;
     let mut logistic = Vec::new();

@@ -6,6 +6,7 @@
 //! status of every outcome x horizon (with a mask where censoring hides it). Read shard by shard
 //! so scoring holds one shard at a time.
 
+use crate::cohort::censoring;
 use crate::cohort::labels::{LabelValue, Survival};
 use crate::features::FeatureError;
 use arrow::array::{Array, Float32Array, Int32Array, Int64Array, ListArray, StringArray};
@@ -38,6 +39,9 @@ pub struct Dataset {
     pub n_out: usize,
     pub labels: Vec<f32>,
     pub mask: Vec<f32>,
+    /// `n_out` per row: the inverse probability of censoring of each known status (0 where
+    /// censoring hides it), from the Kaplan-Meier of censoring within the row's split.
+    pub ipcw: Vec<f64>,
     /// Hazard targets, `n_outcomes x intervals` per row (yearly intervals): the exposure without
     /// an event (1 for a whole year survived, the observed fraction of the year follow-up ends
     /// in, else 0), the outcome in the interval, death first in the interval.
@@ -136,7 +140,8 @@ impl Dataset {
             if self.n_out > 0 {
                 let o = r * self.n_out..(r + 1) * self.n_out;
                 t.labels.extend_from_slice(&self.labels[o.clone()]);
-                t.mask.extend_from_slice(&self.mask[o]);
+                t.mask.extend_from_slice(&self.mask[o.clone()]);
+                t.ipcw.extend_from_slice(&self.ipcw[o]);
             }
             let w = self.n_outcomes * self.intervals;
             if w > 0 {
@@ -192,6 +197,22 @@ impl Dataset {
                 for (k, (x, e, d)) in hazard_targets(s, o, intervals).into_iter().enumerate() {
                     let i = r * w + o * intervals + k;
                     (self.exposure[i], self.event[i], self.death[i]) = (x, e, d);
+                }
+            }
+        }
+        self.ipcw = vec![0.0; n * self.n_out];
+        let rows: Vec<(Option<&Survival>, &str)> = (0..n)
+            .map(|r| (survival.get(&self.keys[r]), self.split[r].as_str()))
+            .collect();
+        let hs: Vec<f64> = horizons.iter().map(|&h| h as f64).collect();
+        for o in 0..n_outcomes {
+            for (r, w) in censoring::grouped_weights(&rows, o, &hs)
+                .into_iter()
+                .enumerate()
+            {
+                for (hi, w) in w.into_iter().enumerate() {
+                    let j = r * self.n_out + o * horizons.len() + hi;
+                    self.ipcw[j] = if self.mask[j] > 0.0 { w } else { 0.0 };
                 }
             }
         }

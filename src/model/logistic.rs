@@ -1,12 +1,18 @@
-//! The honest baseline: L2-regularised logistic regression (linfa) per outcome on the tabular
-//! features. Hyper-parameters ([`LogisticParams`]) and the fitted model ([`LogisticModel`]) are
+//! The honest baseline: L2-regularised logistic regression per output on the tabular features,
+//! fitted by weighted maximum likelihood (L-BFGS with a More-Thuente line search, argmin: the
+//! solver linfa's logistic regression runs, which takes no row weights). The weights are each
+//! labelled row's inverse probability of censoring ([`crate::cohort::censoring`]), so the
+//! fitted risk at a horizon is the risk without censoring, not the risk among those whose
+//! status happened to be known (which over-states it, events being always known).
+//! Hyper-parameters ([`LogisticParams`]) and the fitted model ([`LogisticModel`]) are
 //! different types; the fitted model carries its own standardisation (train-split mean and
 //! standard deviation per column; missing values become the train mean) and the hashes of the
 //! task and feature spec it was trained for, so it can refuse a mismatched FeatureSet.
 
-use linfa::prelude::*;
-use linfa_logistic::LogisticRegression;
-use ndarray::{Array1, Array2};
+use argmin::core::{CostFunction, Executor, Gradient};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::LBFGS;
+use ndarray::{Array1, Array2, s};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -38,9 +44,10 @@ pub struct LogisticModel {
     pub task_hash: String,
 }
 
-fn standardise(rows: &[Vec<f32>], mean: &[f64], std: &[f64]) -> Array2<f64> {
+fn standardise<R: AsRef<[f32]>>(rows: &[R], mean: &[f64], std: &[f64]) -> Array2<f64> {
     let mut x = Array2::<f64>::zeros((rows.len(), mean.len()));
     for (i, r) in rows.iter().enumerate() {
+        let r = r.as_ref();
         for j in 0..mean.len() {
             let v = r[j] as f64;
             x[[i, j]] = if v.is_nan() {
@@ -53,6 +60,73 @@ fn standardise(rows: &[Vec<f32>], mean: &[f64], std: &[f64]) -> Array2<f64> {
     x
 }
 
+/// The logistic function.
+pub fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// log(1 + e^x) without overflow.
+fn softplus(x: f64) -> f64 {
+    if x > 30.0 { x } else { x.exp().ln_1p() }
+}
+
+/// The weighted, L2-penalised negative log-likelihood, as linfa writes the unweighted one:
+/// sum_i w_i log(1 + exp(-y_i z_i)) + alpha/2 |beta|^2 with y in {-1, 1}, z = x beta + c,
+/// the intercept c (the last parameter) unpenalised.
+struct Likelihood {
+    x: Array2<f64>,
+    y: Vec<f64>,
+    w: Vec<f64>,
+    alpha: f64,
+}
+
+impl Likelihood {
+    fn margins(&self, p: &Array1<f64>) -> Array1<f64> {
+        let k = self.x.ncols();
+        let mut z = self.x.dot(&p.slice(s![..k]));
+        z += p[k];
+        z.iter_mut().zip(&self.y).for_each(|(z, y)| *z *= y);
+        z
+    }
+}
+
+impl CostFunction for Likelihood {
+    type Param = Array1<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Array1<f64>) -> Result<f64, argmin::core::Error> {
+        let k = self.x.ncols();
+        let beta = p.slice(s![..k]);
+        let loss: f64 = self
+            .margins(p)
+            .iter()
+            .zip(&self.w)
+            .map(|(m, w)| w * softplus(-m))
+            .sum();
+        Ok(loss + 0.5 * self.alpha * beta.dot(&beta))
+    }
+}
+
+impl Gradient for Likelihood {
+    type Param = Array1<f64>;
+    type Gradient = Array1<f64>;
+    fn gradient(&self, p: &Array1<f64>) -> Result<Array1<f64>, argmin::core::Error> {
+        let k = self.x.ncols();
+        // d/dz_i = -w_i y_i sigmoid(-y_i z_i)
+        let dz: Array1<f64> = self
+            .margins(p)
+            .iter()
+            .zip(&self.y)
+            .zip(&self.w)
+            .map(|((m, y), w)| -w * y * sigmoid(-m))
+            .collect();
+        let mut g = Array1::zeros(k + 1);
+        let gb = self.x.t().dot(&dz) + &p.slice(s![..k]) * self.alpha;
+        g.slice_mut(s![..k]).assign(&gb);
+        g[k] = dz.sum();
+        Ok(g)
+    }
+}
+
 /// Why a logistic baseline cannot be fitted or applied.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LogisticError {
@@ -60,6 +134,12 @@ pub enum LogisticError {
     NegativeAlpha(f64),
     #[error("{outcome}: training needs both outcomes among {rows} rows")]
     OneClass { outcome: String, rows: usize },
+    #[error("{outcome}: {weights} weights for {rows} rows; each weight must be finite and >= 0")]
+    Weights {
+        outcome: String,
+        rows: usize,
+        weights: usize,
+    },
     #[error("{outcome}: logistic regression did not fit: {message}")]
     Fit { outcome: String, message: String },
     /// `trained` and `given` read `<spec> / task <task> (<n> columns)`.
@@ -74,24 +154,38 @@ pub enum LogisticError {
 }
 
 impl LogisticModel {
-    /// Fit on training rows (one Vec per row, columns in `columns` order).
+    /// Fit on training rows (one Vec per row, columns in `columns` order), row `i` weighing
+    /// `w[i]` in the likelihood (rows of weight 0 take no part, standardisation included).
     pub fn fit(
         outcome: &str,
         columns: &[String],
         rows: &[Vec<f32>],
         y: &[bool],
+        w: &[f64],
         params: LogisticParams,
         hashes: (&str, &str),
     ) -> Result<LogisticModel, LogisticError> {
         if params.alpha < 0.0 {
             return Err(LogisticError::NegativeAlpha(params.alpha));
         }
-        if rows.is_empty() || !y.iter().any(|v| *v) || y.iter().all(|v| *v) {
-            return Err(LogisticError::OneClass {
+        if w.len() != rows.len()
+            || y.len() != rows.len()
+            || w.iter().any(|v| !(*v >= 0.0 && v.is_finite()))
+        {
+            return Err(LogisticError::Weights {
                 outcome: outcome.to_string(),
                 rows: rows.len(),
+                weights: w.len(),
             });
         }
+        let keep: Vec<usize> = (0..rows.len()).filter(|&i| w[i] > 0.0).collect();
+        if keep.is_empty() || !keep.iter().any(|&i| y[i]) || keep.iter().all(|&i| y[i]) {
+            return Err(LogisticError::OneClass {
+                outcome: outcome.to_string(),
+                rows: keep.len(),
+            });
+        }
+        let rows: Vec<&[f32]> = keep.iter().map(|&i| rows[i].as_slice()).collect();
         let k = columns.len();
         let (mut mean, mut std) = (vec![0.0; k], vec![1.0; k]);
         for j in 0..k {
@@ -108,26 +202,40 @@ impl LogisticModel {
             mean[j] = m;
             std[j] = if sd > 1e-9 { sd } else { 1.0 };
         }
-        let x = standardise(rows, &mean, &std);
-        let ds = Dataset::new(x, Array1::from(y.to_vec()));
-        let fitted = LogisticRegression::default()
-            .alpha(params.alpha)
-            .max_iterations(params.max_iterations)
-            .fit(&ds)
-            .map_err(|e| LogisticError::Fit {
-                outcome: outcome.to_string(),
-                message: e.to_string(),
-            })?;
-        // linfa models the more frequent class as "positive": with a rare outcome that is
-        // `false`, so the sign is turned to give the probability of the outcome.
-        let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+        let problem = Likelihood {
+            x: standardise(&rows, &mean, &std),
+            y: keep
+                .iter()
+                .map(|&i| if y[i] { 1.0 } else { -1.0 })
+                .collect(),
+            w: keep.iter().map(|&i| w[i]).collect(),
+            alpha: params.alpha,
+        };
+        let fit_error = |e: argmin::core::Error| LogisticError::Fit {
+            outcome: outcome.to_string(),
+            message: e.to_string(),
+        };
+        let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
+            .with_tolerance_grad(1e-4)
+            .map_err(fit_error)?;
+        let result = Executor::new(problem, solver)
+            .configure(|s| {
+                s.param(Array1::zeros(k + 1))
+                    .max_iters(params.max_iterations)
+            })
+            .run()
+            .map_err(fit_error)?;
+        let p = result.state.best_param.ok_or_else(|| LogisticError::Fit {
+            outcome: outcome.to_string(),
+            message: "the solver returned no parameters".into(),
+        })?;
         Ok(LogisticModel {
             outcome: outcome.to_string(),
             columns: columns.to_vec(),
             mean,
             std,
-            coef: fitted.params().iter().map(|c| sign * c).collect(),
-            intercept: sign * fitted.intercept(),
+            coef: p.slice(s![..k]).to_vec(),
+            intercept: p[k],
             params,
             feature_spec_hash: hashes.0.to_string(),
             task_hash: hashes.1.to_string(),
@@ -140,23 +248,25 @@ impl LogisticModel {
         x.rows()
             .into_iter()
             .map(|r| {
-                let z = self.intercept + r.iter().zip(&self.coef).map(|(a, b)| a * b).sum::<f64>();
-                1.0 / (1.0 + (-z).exp())
+                sigmoid(self.intercept + r.iter().zip(&self.coef).map(|(a, b)| a * b).sum::<f64>())
             })
             .collect()
     }
 
-    /// The intercept-only model (the training prevalence, Laplace-smoothed): what a label with
-    /// a single class in the training rows gets, so one rare output does not stop training.
+    /// The intercept-only model (the weighted training prevalence, Laplace-smoothed): what a
+    /// label with a single class in the training rows gets, so one rare output does not stop
+    /// training.
     pub fn constant(
         outcome: &str,
         columns: &[String],
         y: &[bool],
+        w: &[f64],
         params: LogisticParams,
         hashes: (&str, &str),
     ) -> LogisticModel {
         let k = columns.len();
-        let p = (y.iter().filter(|v| **v).count() as f64 + 0.5) / (y.len() as f64 + 1.0);
+        let cases: f64 = y.iter().zip(w).filter(|(y, _)| **y).map(|(_, w)| w).sum();
+        let p = (cases + 0.5) / (w.iter().sum::<f64>() + 1.0);
         LogisticModel {
             outcome: outcome.to_string(),
             columns: columns.to_vec(),
@@ -226,6 +336,7 @@ mod tests {
             &cols,
             &rows,
             &y,
+            &vec![1.0; rows.len()],
             LogisticParams::default(),
             ("spec", "task"),
         )
@@ -246,10 +357,97 @@ mod tests {
                 &cols,
                 &rows,
                 &vec![false; rows.len()],
+                &vec![1.0; rows.len()],
                 LogisticParams::default(),
                 ("", "")
             )
             .is_err()
+        );
+    }
+
+    /// A weight is a count: weight 2 on a row is that row twice, weight 0 is no row.
+    #[test]
+    fn a_weight_counts_like_repeated_rows() {
+        let mut r = Rng::new(3, 0, 0);
+        let cols: Vec<String> = vec!["x".into()];
+        let (mut rows, mut y) = (Vec::new(), Vec::new());
+        for _ in 0..400 {
+            let x = r.normal();
+            rows.push(vec![x as f32]);
+            y.push(r.chance(sigmoid(1.5 * x - 1.0)));
+        }
+        let w: Vec<f64> = (0..rows.len()).map(|i| (i % 3) as f64).collect();
+        let (mut rr, mut yr) = (Vec::new(), Vec::new());
+        for i in 0..rows.len() {
+            for _ in 0..(i % 3) {
+                rr.push(rows[i].clone());
+                yr.push(y[i]);
+            }
+        }
+        let p = LogisticParams::default();
+        let a = LogisticModel::fit("o", &cols, &rows, &y, &w, p, ("", "")).unwrap();
+        let b =
+            LogisticModel::fit("o", &cols, &rr, &yr, &vec![1.0; rr.len()], p, ("", "")).unwrap();
+        // The standardisation differs (weight 0 rows are out, repeated rows counted once in
+        // a's), so compare the fitted risks, not the coefficients.
+        let (pa, pb) = (a.predict(&rows), b.predict(&rows));
+        let gap = pa
+            .iter()
+            .zip(&pb)
+            .map(|(x, z)| (x - z).abs())
+            .fold(0.0, f64::max);
+        assert!(gap < 0.02, "largest difference {gap}");
+        let unweighted = LogisticModel::fit("o", &cols, &rows, &y, &vec![1.0; 400], p, ("", ""))
+            .unwrap()
+            .predict(&rows);
+        let moved = pa
+            .iter()
+            .zip(&unweighted)
+            .map(|(x, z)| (x - z).abs())
+            .fold(0.0, f64::max);
+        assert!(moved > gap, "weights changed nothing ({moved})");
+        assert!(LogisticModel::fit("o", &cols, &rows, &y, &[1.0], p, ("", "")).is_err());
+    }
+
+    /// Events end follow-up, so among the rows whose 5-year status is known they are over-
+    /// represented: fitted on those rows alone the risk comes out too high; weighted by the
+    /// inverse probability of censoring it is the risk the population has.
+    #[test]
+    fn censoring_weights_give_the_uncensored_risk() {
+        use crate::cohort::censoring::{End, weights};
+        let mut r = Rng::new(11, 0, 0);
+        let cols: Vec<String> = vec!["x".into()];
+        let (mut rows, mut ends, mut truth) = (Vec::new(), Vec::new(), 0.0);
+        let n = 20_000;
+        for _ in 0..n {
+            let x = r.normal();
+            // exponential event time with a yearly hazard rising with x; censoring uniform
+            // over 0-8 years, independent of x and of the event.
+            let rate = 0.03 * (0.8 * x).exp();
+            let t = -(1.0 - r.uniform()).ln() / rate;
+            let c = r.uniform() * 8.0;
+            truth += 1.0 - (-rate * 5.0).exp();
+            rows.push(vec![x as f32]);
+            ends.push(if t <= c {
+                (t, End::Event)
+            } else {
+                (c, End::Censored)
+            });
+        }
+        truth /= n as f64;
+        let w = weights(&ends, 5.0);
+        let y: Vec<bool> = w.iter().map(|x| x.1).collect();
+        let ipcw: Vec<f64> = w.iter().map(|x| x.0).collect();
+        let known: Vec<f64> = w.iter().map(|x| (x.0 > 0.0) as u8 as f64).collect();
+        let p = LogisticParams::default();
+        let mean = |m: &LogisticModel| m.predict(&rows).iter().sum::<f64>() / n as f64;
+        let naive = mean(&LogisticModel::fit("o", &cols, &rows, &y, &known, p, ("", "")).unwrap());
+        let weighted =
+            mean(&LogisticModel::fit("o", &cols, &rows, &y, &ipcw, p, ("", "")).unwrap());
+        assert!(naive > 1.2 * truth, "naive {naive} vs truth {truth}");
+        assert!(
+            (weighted / truth - 1.0).abs() < 0.06,
+            "weighted {weighted} vs truth {truth}"
         );
     }
 }

@@ -65,6 +65,7 @@ fn logistic_and_pce_on_synthetic_cohort_against_the_oracle() {
         &columns,
         &train_x,
         &train_y,
+        &vec![1.0; train_y.len()],
         LogisticParams::default(),
         (&spec_hash, &task.hash),
     )
@@ -114,6 +115,7 @@ fn logistic_and_pce_on_synthetic_cohort_against_the_oracle() {
         &keys,
         &rows,
         &labels,
+        &vec![1.0; rows.len()],
         Some(&oracle),
         "held_out",
         (&spec_hash, &task.hash),
