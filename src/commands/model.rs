@@ -223,7 +223,9 @@ pub fn print_evaluations(evals: &[Evaluation], subgroups: bool) {
     }
     if evals.iter().any(|e| !e.against_truth.is_empty()) {
         println!();
-        println!("against the generator's true risk (every row the truth covers)");
+        println!(
+            "against the generator's true risk (every row the truth covers; the ASCVD equations at 10 years against the truth of MI or stroke)"
+        );
         println!();
         println!(
             "{:<11} {:<18} {:>7} {:>10} {:>10} {:>9} {:>17} {:>10}",
@@ -316,7 +318,7 @@ fn fitted_baseline(
     let oracle = truth.map(|t| {
         t.iter()
             .filter(|((_, _, h), _)| *h == horizon)
-            .map(|((s, ti, _), (mi, st))| ((*s, *ti), if outcome == "mi" { *mi } else { *st }))
+            .filter_map(|((s, ti, _), r)| Some(((*s, *ti), r.of(&outcome)?)))
             .collect::<std::collections::HashMap<_, _>>()
     });
     let survival = crate::cohort::read_survival(&a.cohort, std::slice::from_ref(&outcome))?;

@@ -370,13 +370,12 @@ pub fn with_model(
             );
         }
         if let Some(t) = truth {
-            let mi = outcome == "mi";
             preds.insert(
                 "oracle".into(),
                 rows.iter()
                     .map(|&r| {
                         t.get(&(d.keys[r].0, d.keys[r].1, h as i32))
-                            .map(|v| if mi { v.0 } else { v.1 })
+                            .and_then(|v| v.of(outcome))
                     })
                     .collect(),
             );
@@ -411,20 +410,26 @@ pub fn with_model(
                     .collect(),
             ),
         ];
-        let true_risk: Option<Vec<Option<f64>>> = truth.map(|t| {
-            let mi = outcome == "mi";
-            d.keys
-                .iter()
-                .map(|k| {
-                    t.get(&(k.0, k.1, h as i32))
-                        .map(|v| if mi { v.0 } else { v.1 })
-                })
-                .collect()
-        });
+        let true_of = |name: &str| -> Option<Vec<Option<f64>>> {
+            truth.map(|t| {
+                d.keys
+                    .iter()
+                    .map(|k| t.get(&(k.0, k.1, h as i32)).and_then(|v| v.of(name)))
+                    .collect()
+            })
+        };
+        let true_risk = true_of(outcome);
         if let Some(tv) = &true_risk {
-            // Every row the truth covers, whether or not censoring left it a label.
+            // Every row the truth covers, whether or not censoring left it a label. The
+            // equations predict 10-year ASCVD (MI or stroke, whichever first): they are held
+            // against that joint truth, at 10 years only.
+            let ascvd = true_of("ascvd").unwrap_or_default();
             for (model, p) in &every {
-                if let Some(c) = TruthCalibration::of(p, tv) {
+                let equation = model.ends_with("_ascvd_10y");
+                if equation && h != 10 {
+                    continue;
+                }
+                if let Some(c) = TruthCalibration::of(p, if equation { &ascvd } else { tv }) {
                     e.against_truth.insert(model.to_string(), c);
                 }
             }

@@ -131,16 +131,17 @@ fn truth_schema() -> Arc<Schema> {
         Field::new("horizon_years", DataType::Int32, false),
         Field::new("p_mi", DataType::Float64, false),
         Field::new("p_stroke", DataType::Float64, false),
+        Field::new("p_ascvd", DataType::Float64, false),
     ]))
 }
 
 /// Ground-truth rows of one person.
-pub fn truth_rows(p: &Person) -> Vec<(i64, i32, f64, f64)> {
+pub fn truth_rows(p: &Person) -> Vec<(i64, i32, TrueRisk)> {
     anchors()
         .into_iter()
         .filter_map(|(m, h)| {
             p.truth(m, 12 * h)
-                .map(|(a, b)| (micros(month_start(m)), h as i32, a, b))
+                .map(|r| (micros(month_start(m)), h as i32, r))
         })
         .collect()
 }
@@ -159,8 +160,8 @@ fn chunk(opts: &SynthOptions, lo: u64, hi: u64) -> ChunkResult {
         duplicate_rate: opts.duplicate_rate,
     };
     let mut out = Out::new();
-    let (mut ids, mut sids, mut times, mut hs, mut pm, mut ps) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut ids, mut sids, mut times, mut hs) = (vec![], vec![], vec![], vec![]);
+    let (mut pm, mut ps, mut pa) = (vec![], vec![], vec![]);
     let mut people_in = [0u64; 3];
     let (mut mi, mut stroke, mut deaths) = (0, 0, 0);
     for i in lo..hi {
@@ -173,13 +174,14 @@ fn chunk(opts: &SynthOptions, lo: u64, hi: u64) -> ChunkResult {
         stroke += p.strokes.len() as u64;
         deaths += p.death.is_some() as u64;
         let sid = subject_id_for(crate::ingest::fhir::PATIENT_ID_SYSTEM, &p.uuid);
-        for (t, h, a, b) in truth_rows(&p) {
+        for (t, h, r) in truth_rows(&p) {
             ids.push(p.uuid.clone());
             sids.push(sid);
             times.push(t);
             hs.push(h);
-            pm.push(a);
-            ps.push(b);
+            pm.push(r.mi);
+            ps.push(r.stroke);
+            pa.push(r.ascvd);
         }
     }
     let truth = (!ids.is_empty()).then(|| {
@@ -192,6 +194,7 @@ fn chunk(opts: &SynthOptions, lo: u64, hi: u64) -> ChunkResult {
                 Arc::new(Int32Array::from(hs)),
                 Arc::new(Float64Array::from(pm)),
                 Arc::new(Float64Array::from(ps)),
+                Arc::new(Float64Array::from(pa)),
             ],
         )
         .expect("schema matches")
@@ -316,8 +319,29 @@ pub fn run(
     Ok(m)
 }
 
-/// Ground truth: (lake subject id, prediction time, horizon years) -> (p_mi, p_stroke).
-pub type Truth = std::collections::HashMap<(i64, i64, i32), (f64, f64)>;
+/// The generator's exact risks of one prediction time and horizon.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrueRisk {
+    pub mi: f64,
+    pub stroke: f64,
+    /// At least one MI or stroke: the composite the ASCVD equations (PCE, PREVENT) predict.
+    pub ascvd: f64,
+}
+
+impl TrueRisk {
+    /// The true risk of a task outcome by name (`mi`, `stroke`, `ascvd`).
+    pub fn of(&self, outcome: &str) -> Option<f64> {
+        match outcome {
+            "mi" => Some(self.mi),
+            "stroke" => Some(self.stroke),
+            "ascvd" => Some(self.ascvd),
+            _ => None,
+        }
+    }
+}
+
+/// Ground truth: (lake subject id, prediction time, horizon years) -> true risks.
+pub type Truth = std::collections::HashMap<(i64, i64, i32), TrueRisk>;
 
 /// Read `truth/risk.parquet`.
 pub fn read_truth(path: &Path) -> Result<Truth, SynthError> {
@@ -337,8 +361,21 @@ pub fn read_truth(path: &Path) -> Result<Truth, SynthError> {
         .map_err(|e| perr(&e))?
     {
         let b = b.map_err(|e| perr(&e))?;
+        if b.num_columns() != truth_schema().fields().len() {
+            return Err(perr(&format!(
+                "{} columns, expected {} ({}): written by an older synth? re-run it",
+                b.num_columns(),
+                truth_schema().fields().len(),
+                truth_schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let col = |i: usize| b.column(i).clone();
-        let (s, t, h, a, c) = (col(1), col(2), col(3), col(4), col(5));
+        let (s, t, h, a, c, j) = (col(1), col(2), col(3), col(4), col(5), col(6));
         let s = s
             .as_any()
             .downcast_ref::<Int64Array>()
@@ -359,10 +396,18 @@ pub fn read_truth(path: &Path) -> Result<Truth, SynthError> {
             .as_any()
             .downcast_ref::<Float64Array>()
             .ok_or_else(|| perr(&"p_stroke"))?;
+        let j = j
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .ok_or_else(|| perr(&"p_ascvd"))?;
         for i in 0..b.num_rows() {
             out.insert(
                 (s.value(i), t.value(i), h.value(i)),
-                (a.value(i), c.value(i)),
+                TrueRisk {
+                    mi: a.value(i),
+                    stroke: c.value(i),
+                    ascvd: j.value(i),
+                },
             );
         }
     }

@@ -515,18 +515,19 @@ impl Person {
         p
     }
 
-    /// True probability of at least one MI and at least one stroke in the `months` months from
-    /// month `anchor`, given the person is alive at its start, under the generating model
-    /// (events drawn monthly in the order MI, stroke, death), conditional on the person's latent
+    /// True probability of at least one MI, at least one stroke, and at least one of either
+    /// (the joint ASCVD event the equations predict) in the `months` months from month
+    /// `anchor`, given the person is alive at its start, under the generating model (events
+    /// drawn monthly in the order MI, stroke, death), conditional on the person's latent
     /// risk-factor path (including its future course: an oracle no model can beat). `None` if
     /// the person died before the anchor.
-    pub fn truth(&self, anchor: u32, months: u32) -> Option<(f64, f64)> {
+    pub fn truth(&self, anchor: u32, months: u32) -> Option<super::TrueRisk> {
         let anchor_t = micros(month_start(anchor));
         if anchor >= MONTHS || self.death.is_some_and(|d| d < anchor_t) {
             return None;
         }
-        let (mut p_mi, mut p_st) = (0.0, 0.0);
-        let (mut a_mi, mut a_st) = (1.0, 1.0);
+        let (mut p_mi, mut p_st, mut p_any) = (0.0, 0.0, 0.0);
+        let (mut a_mi, mut a_st, mut a_any) = (1.0, 1.0, 1.0);
         let end = (anchor + months).min(MONTHS);
         for m in anchor..end {
             let h = self.hazards[m as usize];
@@ -535,10 +536,18 @@ impl Person {
             let q_d = 1.0 - (-h.death / 12.0).exp();
             p_mi += a_mi * q_mi;
             p_st += a_st * q_st;
+            // Neither event this month: both draws fail (independent given the path).
+            let neither = (1.0 - q_mi) * (1.0 - q_st);
+            p_any += a_any * (1.0 - neither);
             a_mi *= (1.0 - q_mi) * (1.0 - q_d);
             a_st *= (1.0 - q_st) * (1.0 - q_d);
+            a_any *= neither * (1.0 - q_d);
         }
-        Some((p_mi, p_st))
+        Some(super::TrueRisk {
+            mi: p_mi,
+            stroke: p_st,
+            ascvd: p_any,
+        })
     }
 
     pub fn age_at(&self, d: NaiveDate) -> f64 {

@@ -533,5 +533,15 @@ fn risks_match_the_truth_in_the_large_and_grow_with_the_horizon() {
         if let Some(v) = e.horizon_violations.get("gru") {
             assert_eq!(*v, 0, "{}: risk falls at the next horizon", e.outcome);
         }
+        // The ASCVD equations are held against the joint truth (MI or stroke, whose
+        // calibration synth.rs checks) at 10 years only, never against a 1- or 5-year one.
+        match (
+            e.outcome.ends_with("_10y"),
+            e.against_truth.get("pce_ascvd_10y"),
+        ) {
+            (true, Some(pce)) => assert!(pce.n > 0 && pce.mean_true > 0.0),
+            (true, None) => panic!("{}: no equation against the truth", e.outcome),
+            (false, eq) => assert!(eq.is_none(), "{}: PCE against a shorter truth", e.outcome),
+        }
     }
 }

@@ -44,7 +44,7 @@ fn logistic_and_pce_on_synthetic_cohort_against_the_oracle() {
             continue;
         };
         // Truth exists for anchors whose 5-year window ends inside the generated history.
-        let Some(&(p_mi, _)) = truth.get(&(k.0, k.1, 5)) else {
+        let Some(p_mi) = truth.get(&(k.0, k.1, 5)).map(|r| r.mi) else {
             continue;
         };
         if k.2 == "train" {
@@ -107,7 +107,7 @@ fn logistic_and_pce_on_synthetic_cohort_against_the_oracle() {
     let oracle: std::collections::HashMap<(i64, i64), f64> = truth
         .iter()
         .filter(|(k, _)| k.2 == 5)
-        .map(|(k, v)| ((k.0, k.1), v.0))
+        .map(|(k, v)| ((k.0, k.1), v.mi))
         .collect();
     let e = ehr_risk::evaluate::run(
         "mi_5y",

@@ -277,15 +277,19 @@ fn ground_truth_is_calibrated_against_drawn_events() {
             micros(month_start(anchor)),
             micros(month_start(anchor + 12 * years)),
         );
-        for outcome in ["mi", "stroke"] {
+        for outcome in ["mi", "stroke", "ascvd"] {
             let mut rows: Vec<(f64, bool)> = c
                 .people
                 .iter()
                 .filter_map(|p| {
-                    let (pm, ps) = p.truth(anchor, 12 * years)?;
-                    let ev = if outcome == "mi" { &p.mi } else { &p.strokes };
-                    let hit = ev.iter().any(|&t| t >= a && t < b);
-                    Some((if outcome == "mi" { pm } else { ps }, hit))
+                    let r = p.truth(anchor, 12 * years)?;
+                    let in_window = |ev: &[i64]| ev.iter().any(|&t| t >= a && t < b);
+                    let hit = match outcome {
+                        "mi" => in_window(&p.mi),
+                        "stroke" => in_window(&p.strokes),
+                        _ => in_window(&p.mi) || in_window(&p.strokes),
+                    };
+                    Some((r.of(outcome)?, hit))
                 })
                 .collect();
             rows.sort_by(|x, y| x.0.total_cmp(&y.0));
