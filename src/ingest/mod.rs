@@ -489,6 +489,16 @@ pub fn measurement(
             e.unit = Some(c.unit);
         }
         Ok(None) => {
+            // The lake stores values as f32: a finite f64 beyond its range would become
+            // infinite (found by the unit_parser fuzzer: 1.1e45 of an unmeasured code).
+            if value.abs() > f32::MAX as f64 {
+                return Err(Reject::new(
+                    field,
+                    "bad_number",
+                    value.to_string(),
+                    format!("a number within +/-{:e} (stored as 32-bit float)", f32::MAX),
+                ));
+            }
             e.numeric_value = Some(value as f32);
             e.unit = unit
                 .map(str::trim)

@@ -42,33 +42,50 @@ pub fn read_file(
             let name = meds::dataset_name(&set.root);
             meds::read_shard(&f.path, &name, &ctx, sink)
         }
-        Format::Synthea => {
-            let req = synthea::required(&f.table, &tabular::read_header(&f.path)?);
-            tabular::stream(
-                &f.path,
-                label,
-                &req,
-                |row, c| synthea::convert(&f.table, &ctx, row, c),
-                sink,
-            )
-        }
+        _ => read_table(f, super::io::open(&f.path)?, lookups, &ctx, sink),
+    }
+}
+
+/// Read CSV table `f` (Synthea, OMOP, MIMIC) from any byte source (`f.path` names it in
+/// errors), over the export's lookups: the row path of every CSV reader, which the fuzzers
+/// drive with arbitrary bytes.
+pub fn read_table(
+    f: &InputFile,
+    source: impl std::io::Read,
+    lookups: &SetLookups,
+    ctx: &Ctx,
+    sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    let label = ctx.file;
+    let path = &f.path;
+    match f.format {
+        Format::Synthea => tabular::stream_from(
+            source,
+            path,
+            label,
+            &|h| synthea::required(&f.table, h),
+            |row, c| synthea::convert(&f.table, ctx, row, c),
+            sink,
+        ),
         Format::Omop => {
             let o = lookups.omop.as_ref().expect("loaded for omop sets");
             let req = omop::required(&f.table);
             if f.people {
-                tabular::stream(
-                    &f.path,
+                tabular::stream_from(
+                    source,
+                    path,
                     label,
-                    &req,
-                    |row, c| omop::person(o, &ctx, row, c),
+                    &|_| req.clone(),
+                    |row, c| omop::person(o, ctx, row, c),
                     sink,
                 )
             } else {
-                tabular::stream(
-                    &f.path,
+                tabular::stream_from(
+                    source,
+                    path,
                     label,
-                    &req,
-                    |row, c| omop::convert(o, &f.table, &ctx, row, c),
+                    &|_| req.clone(),
+                    |row, c| omop::convert(o, &f.table, ctx, row, c),
                     sink,
                 )
             }
@@ -83,11 +100,12 @@ pub fn read_file(
             if f.people {
                 dictionary_descriptions(lookups, sink)?;
             }
-            tabular::stream(
-                &f.path,
+            tabular::stream_from(
+                source,
+                path,
                 label,
-                req,
-                |row, c| mimic::convert(m, &f.table, &ctx, row, c),
+                &|_| req.to_vec(),
+                |row, c| mimic::convert(m, &f.table, ctx, row, c),
                 sink,
             )
         }
@@ -96,14 +114,16 @@ pub fn read_file(
             if f.people {
                 dictionary_descriptions(lookups, sink)?;
             }
-            tabular::stream(
-                &f.path,
+            tabular::stream_from(
+                source,
+                path,
                 label,
-                mimic3::required(&f.table),
-                |row, c| mimic3::convert(m, &f.table, &ctx, row, c),
+                &|_| mimic3::required(&f.table).to_vec(),
+                |row, c| mimic3::convert(m, &f.table, ctx, row, c),
                 sink,
             )
         }
+        Format::Fhir | Format::Meds => unreachable!("{:?} is not a CSV format", f.format),
     }
 }
 

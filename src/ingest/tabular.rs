@@ -107,15 +107,23 @@ pub fn stream<F>(
 where
     F: Fn(&Row, &mut Chunk) + Sync,
 {
-    stream_from(open(path)?, path, file_label, required, convert, sink)
+    stream_from(
+        open(path)?,
+        path,
+        file_label,
+        &|_| required.to_vec(),
+        convert,
+        sink,
+    )
 }
 
-/// [`stream`] over any byte source (`path` names it in errors): the row path the fuzzers drive.
-pub fn stream_from<F>(
+/// [`stream`] over any byte source (`path` names it in errors), with the required columns
+/// decided from the header (a table's schema version): the row path the fuzzers drive.
+pub fn stream_from<'r, F>(
     source: impl std::io::Read,
     path: &Path,
     file_label: &str,
-    required: &[&str],
+    required: &dyn Fn(&Header) -> Vec<&'r str>,
     convert: F,
     sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,
 ) -> Result<(), IngestError>
@@ -134,7 +142,7 @@ where
         })?;
         Header::new(h.iter().map(String::from).collect())
     };
-    require(path, &header, required)?;
+    require(path, &header, &required(&header))?;
     let width = header.names.len();
     let mut batch: Vec<(u64, csv::StringRecord)> = Vec::with_capacity(BATCH);
     let mut last_line = 1u64;

@@ -102,3 +102,45 @@ proptest! {
         prop_assert_eq!(events, again);
     }
 }
+
+/// Inputs the fuzzers (fuzz/, docs/FUZZING.md) found breaking an invariant, pinned.
+mod fuzz_findings {
+    use super::*;
+
+    /// unit_parser: a finite value beyond f32's range for a code that is not a measured
+    /// concept was stored as +inf (`value as f32`). Now it is rejected as a bad number.
+    #[test]
+    fn a_value_beyond_f32_is_rejected_not_stored_as_infinity() {
+        let v = ehr_risk::ingest::parse_number(
+            "value",
+            "111111111111111111111111111111111111111111111",
+        )
+        .unwrap();
+        let e = Event {
+            code: "LOINC//0000-0".into(),
+            ..Default::default()
+        };
+        let r = ehr_risk::ingest::measurement(e, "value", v, None).unwrap_err();
+        assert_eq!(r.reason, "bad_number");
+        // Through a reader: the FHIR Observation is quarantined, counted, not accepted.
+        let id = ehr_risk::schema::subject_id_for(fhir::PATIENT_ID_SYSTEM, "p1");
+        let known: ehr_risk::ingest::SubjectSet = [id].into_iter().collect();
+        let line = r#"{"resourceType":"Observation","id":"o1","status":"final","subject":{"reference":"Patient/p1"},"effectiveDateTime":"2020-01-01T10:00:00Z","code":{"coding":[{"system":"http://loinc.org","code":"0000-0"}]},"valueQuantity":{"value":1.1e45,"unit":"1"}}"#;
+        let c = fhir::read_lines(
+            format!("{line}\n").as_bytes(),
+            1,
+            &ctx(&known),
+            &Default::default(),
+        );
+        assert!(
+            c.events
+                .iter()
+                .all(|e| e.numeric_value.is_none_or(f32::is_finite))
+        );
+        assert_eq!(
+            c.tally.rows_accepted + c.tally.rows_rejected + c.tally.rows_skipped,
+            1
+        );
+        assert_eq!(c.tally.rows_accepted, 0, "{:?}", c.tally);
+    }
+}
