@@ -7,7 +7,7 @@
 //! `anchor_year - anchor_age`, the convention MEDS_transforms' MIMIC ETL uses.
 
 use super::tabular::Row;
-use super::{Chunk, Ctx, Identity, Reject, measurement, parse_number};
+use super::{Chunk, Ctx, Identity, Reject, measurement, parse_number, parse_whole};
 use crate::schema::Event;
 use crate::schema::codes::{encounter_code, gender_code, normalize, vocabularies};
 use std::collections::HashMap;
@@ -202,8 +202,9 @@ pub fn convert(m: &MimicContext, table: &str, ctx: &Ctx, row: &Row, c: &mut Chun
             let s = row.req("subject_id")?;
             let ident = Identity::new(SYSTEM, s);
             let sid = ident.subject_id;
-            let age = parse_number("anchor_age", row.req("anchor_age")?)? as i64;
-            let year = parse_number("anchor_year", row.req("anchor_year")?)? as i64;
+            // Whole years: MIMIC top-codes ages at 91 and shifts years into 2100-2200.
+            let age = parse_whole("anchor_age", row.req("anchor_age")?, 0, 150)?;
+            let year = parse_whole("anchor_year", row.req("anchor_year")?, 1000, 9999)?;
             let birth = ctx.time("anchor_year", &format!("{:04}-01-01", year - age), true)?;
             let out = person_events(ctx, row, &|| base(ctx, row, table, sid), birth, "dod")?;
             c.identities.push(ident);

@@ -470,6 +470,20 @@ pub fn parse_number(field: &str, v: &str) -> Result<f64, Reject> {
     }
 }
 
+/// Parse a whole number in `lo..=hi` strictly (`7`, not `7.5` or `7e0`): counts such as ages
+/// and years, which arithmetic then combines and must not overflow.
+pub fn parse_whole(field: &str, v: &str, lo: i64, hi: i64) -> Result<i64, Reject> {
+    match v.trim().parse::<i64>() {
+        Ok(x) if (lo..=hi).contains(&x) => Ok(x),
+        _ => Err(Reject::new(
+            field,
+            "bad_number",
+            v,
+            format!("a whole number from {lo} to {hi}"),
+        )),
+    }
+}
+
 /// Build a measurement event: canonical code/unit/value for known concepts (or the reason it
 /// is rejected), the value and unit as written for everything else.
 pub fn measurement(

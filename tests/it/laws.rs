@@ -144,3 +144,42 @@ mod fuzz_findings {
         assert_eq!(c.tally.rows_accepted, 0, "{:?}", c.tally);
     }
 }
+
+/// csv_rows: a MIMIC-IV `patients` row whose anchor year or age was not a small whole number
+/// (`1e300` read as a float, then `as i64`) overflowed `anchor_year - anchor_age` and panicked;
+/// a fractional age was silently truncated. Now each is quarantined as a bad number.
+#[test]
+fn mimic_anchor_fields_are_whole_numbers_or_rejected() {
+    use ehr_risk::ingest::detect::InputFile;
+    use ehr_risk::ingest::lookups::SetLookups;
+    use ehr_risk::ingest::{Chunk, Format};
+    let csv = "subject_id,gender,anchor_age,anchor_year,anchor_year_group,dod\n\
+               1,F,52,1e300,2008 - 2010,\n\
+               2,M,-9223372036854775808,2150,2008 - 2010,\n\
+               3,F,30.5,2150,2008 - 2010,\n\
+               4,M,52,2180,2008 - 2010,\n";
+    let f = InputFile {
+        path: "patients.csv".into(),
+        format: Format::Mimic,
+        table: "patients".into(),
+        people: true,
+    };
+    let lookups = SetLookups {
+        mimic: Some(Default::default()),
+        ..Default::default()
+    };
+    let known = ehr_risk::ingest::SubjectSet::default();
+    let mut all = Chunk::default();
+    ehr_risk::ingest::read::read_table(&f, csv.as_bytes(), &lookups, &ctx(&known), &mut |c| {
+        all.merge(c);
+        Ok(())
+    })
+    .unwrap();
+    let t = &all.tally;
+    assert_eq!(
+        (t.rows_read, t.rows_accepted, t.rows_rejected),
+        (4, 1, 3),
+        "{t:?}"
+    );
+    assert_eq!(t.rejected_by_reason.get("bad_number"), Some(&3), "{t:?}");
+}
