@@ -237,11 +237,31 @@ struct Resource<'a> {
     value_period: Option<&'a RawValue>,
     #[serde(borrow, default)]
     component: Vec<Component<'a>>,
-    // Bundle
-    #[serde(borrow, default)]
-    entry: Vec<Entry<'a>>,
     #[serde(borrow, default)]
     contained: Vec<&'a RawValue>,
+}
+
+/// A Bundle as far as its entries: the only fields read from it, so that a Bundle-level field
+/// of an unexpected shape (found by the fhir_bundle fuzzer: `"component": "<a string>"` made
+/// the whole Bundle one malformed row while its five entries were counted) cannot hide them.
+/// The framing count ([`count_records`]) and the reader decide what a Bundle is by this same
+/// parse, so they cannot disagree on it.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, rename = "resourceType")]
+    resource_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    entry: Vec<Entry<'a>>,
+}
+
+/// `raw` read as a Bundle's envelope, if it is a Bundle whose entries can be read.
+fn envelope(raw: &str) -> Option<Envelope<'_>> {
+    if memchr::memmem::find(raw.as_bytes(), b"\"Bundle\"").is_none() {
+        return None;
+    }
+    serde_json::from_str::<Envelope>(raw)
+        .ok()
+        .filter(|e| e.resource_type.as_deref() == Some("Bundle"))
 }
 
 const USED: [&str; 8] = [
@@ -866,6 +886,11 @@ fn peek_type(raw: &str) -> Option<&str> {
 
 /// Handle one JSON text that is a resource (or a Bundle). `row` is its line or entry number.
 fn one_resource(raw: &str, row: u64, ctx: &Ctx, scope: &Scope<'_>, c: &mut Chunk) {
+    if let Some(b) = envelope(raw) {
+        bundle(&b, ctx, scope.global, c);
+        // The bundle row itself is accounted for through its entries.
+        return;
+    }
     if let Some(t) = peek_type(raw)
         && t != "Bundle"
         && !USED.contains(&t)
@@ -891,8 +916,18 @@ fn one_resource(raw: &str, row: u64, ctx: &Ctx, scope: &Scope<'_>, c: &mut Chunk
         }
     };
     if res.resource_type.as_deref() == Some("Bundle") {
-        bundle(&res, ctx, scope.global, c);
-        // The bundle row itself is accounted for through its entries.
+        // Its envelope did not parse, so neither did the whole (which has more fields).
+        c.reject(
+            ctx.file,
+            row,
+            raw,
+            Reject::new(
+                "entry",
+                "malformed_json",
+                "",
+                "a Bundle whose entries can be read",
+            ),
+        );
         return;
     }
     let r = Row { ctx, scope, row };
@@ -916,25 +951,18 @@ fn one_resource(raw: &str, row: u64, ctx: &Ctx, scope: &Scope<'_>, c: &mut Chunk
 /// Flatten a bundle's entries (recursively) into (entry number, fullUrl, raw resource).
 /// `skipped` counts entries without a resource, `empty` nested Bundles without entries.
 fn flatten<'a>(
-    res: &Resource<'a>,
+    res: &Envelope<'a>,
     out: &mut Vec<(Option<String>, &'a RawValue)>,
     skipped: &mut u64,
     empty: &mut u64,
 ) {
     for e in &res.entry {
         match e.resource {
-            Some(r) => {
-                let inner: Option<Resource> = if peek_type(r.get()) == Some("Bundle") {
-                    serde_json::from_str(r.get()).ok()
-                } else {
-                    None
-                };
-                match inner {
-                    Some(inner) if inner.entry.is_empty() => *empty += 1,
-                    Some(inner) => flatten(&inner, out, skipped, empty),
-                    None => out.push((e.full_url.as_deref().map(String::from), r)),
-                }
-            }
+            Some(r) => match envelope(r.get()) {
+                Some(inner) if inner.entry.is_empty() => *empty += 1,
+                Some(inner) => flatten(&inner, out, skipped, empty),
+                None => out.push((e.full_url.as_deref().map(String::from), r)),
+            },
             None => *skipped += 1,
         }
     }
@@ -952,31 +980,14 @@ pub fn line_records(line: &[u8]) -> u64 {
 /// a Bundle (a nested Bundle's entries in its place), one for an empty Bundle (a skipped
 /// record), one for anything else (a resource, or text that is not one).
 pub fn count_records(text: &str) -> u64 {
-    #[derive(Deserialize)]
-    struct Doc<'a> {
-        #[serde(rename = "resourceType", borrow, default)]
-        resource_type: Option<Cow<'a, str>>,
-        #[serde(default, borrow)]
-        entry: Vec<DocEntry<'a>>,
+    match envelope(text) {
+        Some(d) if !d.entry.is_empty() => d
+            .entry
+            .iter()
+            .map(|e| e.resource.map_or(1, |r| count_records(r.get())))
+            .sum(),
+        _ => 1,
     }
-    #[derive(Deserialize)]
-    struct DocEntry<'a> {
-        #[serde(borrow, default)]
-        resource: Option<&'a RawValue>,
-    }
-    let Ok(d) = serde_json::from_str::<Doc>(text) else {
-        return 1;
-    };
-    if d.resource_type.as_deref() != Some("Bundle") || d.entry.is_empty() {
-        return 1;
-    }
-    d.entry
-        .iter()
-        .map(|e| match e.resource {
-            Some(r) if peek_type(r.get()) == Some("Bundle") => count_records(r.get()),
-            _ => 1,
-        })
-        .sum()
 }
 
 fn medication_code(raw: &RawValue) -> Option<(String, Option<String>, Option<String>)> {
@@ -989,7 +1000,7 @@ fn medication_code(raw: &RawValue) -> Option<(String, Option<String>, Option<Str
         .map(|(c, a, d)| (c, a, d.map(String::from)))
 }
 
-fn bundle(res: &Resource, ctx: &Ctx, global: Option<&Medications>, c: &mut Chunk) {
+fn bundle(res: &Envelope, ctx: &Ctx, global: Option<&Medications>, c: &mut Chunk) {
     let mut entries = Vec::new();
     let (mut no_resource, mut empty) = (0, 0);
     flatten(res, &mut entries, &mut no_resource, &mut empty);

@@ -183,3 +183,28 @@ fn mimic_anchor_fields_are_whole_numbers_or_rejected() {
     );
     assert_eq!(t.rejected_by_reason.get("bad_number"), Some(&3), "{t:?}");
 }
+
+/// fhir_bundle: a Bundle-level field of an unexpected shape (`"component": "<a string>"`)
+/// failed the parse of the whole Bundle, so it became one malformed row while its entries were
+/// counted (the file would have failed its count check). Now only the envelope is read: the
+/// entries are decided one by one and the counts balance.
+#[test]
+fn a_bundle_field_of_another_shape_does_not_hide_its_entries() {
+    let known = ehr_risk::ingest::SubjectSet::default();
+    let doc = r#"{"resourceType":"Bundle","type":"document","component":"2013-05-28T22:12:21Z",
+        "entry":[{"resource":{"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1960-02-03"}},
+                 {"resource":{"resourceType":"Claim","id":"c1"}}]}"#;
+    let c = fhir::read_document(doc, &ctx(&known), &Default::default());
+    let t = &c.tally;
+    assert_eq!(fhir::count_records(doc), 2);
+    assert_eq!(
+        (t.rows_accepted, t.rows_rejected, t.rows_skipped),
+        (1, 0, 1),
+        "{t:?}"
+    );
+    // A Bundle whose entries themselves cannot be read is one row, for both counts.
+    let broken = r#"{"resourceType":"Bundle","entry":{"resource":{}}}"#;
+    let c = fhir::read_document(broken, &ctx(&known), &Default::default());
+    assert_eq!(fhir::count_records(broken), 1);
+    assert_eq!((c.tally.rows_rejected, c.tally.rows_accepted), (1, 0));
+}
