@@ -256,9 +256,8 @@ struct Envelope<'a> {
 
 /// `raw` read as a Bundle's envelope, if it is a Bundle whose entries can be read.
 fn envelope(raw: &str) -> Option<Envelope<'_>> {
-    if memchr::memmem::find(raw.as_bytes(), b"\"Bundle\"").is_none() {
-        return None;
-    }
+    // A byte scan first: most resources are not Bundles and are not parsed twice.
+    memchr::memmem::find(raw.as_bytes(), b"\"Bundle\"")?;
     serde_json::from_str::<Envelope>(raw)
         .ok()
         .filter(|e| e.resource_type.as_deref() == Some("Bundle"))
