@@ -21,6 +21,15 @@ if ! [ -f "$PYDEPS/.ok2" ]; then
       polars matplotlib nbclient nbformat ipykernel >&2
   touch "$PYDEPS/.ok2"
 fi
+# The FHIR R4 (4.0.1) models that validate the RiskAssessments in a test: fhir.resources 6.1
+# is the last release on R4 and needs pydantic 1, so it has a folder of its own.
+FHIRDEPS=".pydeps-fhir"
+if ! [ -f "$FHIRDEPS/.ok1" ]; then
+  echo "setup: installing the FHIR R4 validator (fhir.resources 6.1.0) into $FHIRDEPS" >&2
+  python3 -m pip install --quiet --no-cache-dir --target "$FHIRDEPS" "fhir.resources==6.1.0" \
+      "pydantic[email]<2" >&2
+  touch "$FHIRDEPS/.ok1"
+fi
 # Headless Chromium renders report.html in a test (Debian's package).
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

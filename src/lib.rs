@@ -24,4 +24,5 @@ pub mod report;
 pub mod rng;
 pub mod schema;
 pub mod score;
+pub mod serve;
 pub mod synth;

@@ -26,5 +26,7 @@ mod laws;
 mod models;
 #[path = "it/outputs.rs"]
 mod outputs;
+#[path = "it/serve.rs"]
+mod serve;
 #[path = "it/synth.rs"]
 mod synth;

@@ -4,6 +4,7 @@ pub mod cohort;
 pub mod ingest;
 pub mod lake;
 pub mod model;
+pub mod serve;
 pub mod synth;
 
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +62,9 @@ pub enum Command {
     /// A self-contained HTML report: cohort, risk distributions, ROC and calibration per model,
     /// subgroups, recommendation counts.
     Report(model::ReportArgs),
+    /// A CDS Hooks 2.0 service (patient-view): a risk card when a clinician opens the chart,
+    /// scored by the batch path's model, rules and trial effects; JWT-authenticated.
+    Serve(serve::ServeArgs),
     /// The main job on the embedded default: a synthetic cohort, ingested and validated.
     Demo(DemoArgs),
 }

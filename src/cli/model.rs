@@ -44,6 +44,15 @@ pub struct ScoreArgs {
     /// Output folder (scores.parquet).
     #[arg(long)]
     pub out: PathBuf,
+    /// The lake the features were built from: its subject map says how each patient is known
+    /// to the systems that receive the FHIR RiskAssessments and the worklist.
+    #[arg(long)]
+    pub lake: Option<PathBuf>,
+    /// Write RiskAssessments for this source system only (a subject map system, e.g.
+    /// `patient-id` for source FHIR Patient ids); without it, one per system that knows the
+    /// patient.
+    #[arg(long)]
+    pub fhir_target: Option<String>,
     /// Only each subject's latest prediction time.
     #[arg(long)]
     pub latest: bool,

@@ -176,10 +176,12 @@ pub fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         csv: true,
         ..Default::default()
     };
+    let refs = crate::score::fhir::SubjectRefs::from_lake(&lake_dir, None)?;
     let sum = crate::score::run(
         &model,
         &features,
         &crate::recommend::RuleSet::builtin(),
+        &refs,
         &scores,
         &sopts,
         &mut |_, _| {},
@@ -215,6 +217,10 @@ pub fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     show(
         "FHIR RiskAssessments",
         scores.join("risk_assessments.ndjson"),
+    );
+    show(
+        "FHIR transaction",
+        scores.join("risk_assessments.bundle.json"),
     );
     show("report", report);
     Ok(status)

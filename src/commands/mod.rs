@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod lake;
 pub mod model;
 pub mod progress;
+pub mod serve;
 pub mod synth;
 
 use crate::cli::{Cli, Command};
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Score(a) => model::score(a, quiet),
         Command::Evaluate(a) => model::evaluate(a),
         Command::Report(a) => model::report(a),
+        Command::Serve(a) => serve::run(a, quiet),
         Command::Demo(a) => demo::run(a, quiet),
     }
 }

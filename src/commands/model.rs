@@ -118,11 +118,26 @@ pub fn score(a: ScoreArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         top_factors: a.top_factors,
         ..Default::default()
     };
-    let s = crate::score::run(&model, &a.features, &rules, &a.out, &opts, &mut |i, n| {
-        if !quiet && (i == n || i % 16 == 0) {
-            eprintln!("scored shard {i}/{n}");
-        }
-    })
+    let refs = match (&a.lake, &a.fhir_target) {
+        (Some(l), t) => crate::score::fhir::SubjectRefs::from_lake(l, t.as_deref())?,
+        (None, Some(t)) => anyhow::bail!(
+            "--fhir-target {t:?} needs --lake: the subject map there says how each patient is known to that system"
+        ),
+        (None, None) => Default::default(),
+    };
+    let s = crate::score::run(
+        &model,
+        &a.features,
+        &rules,
+        &refs,
+        &a.out,
+        &opts,
+        &mut |i, n| {
+            if !quiet && (i == n || i % 16 == 0) {
+                eprintln!("scored shard {i}/{n}");
+            }
+        },
+    )
     .context("score")?;
     if !quiet {
         eprintln!(

@@ -54,6 +54,7 @@ impl FeatureSpec {
 }
 
 /// The spec resolved against a lake's code metadata.
+#[derive(Debug, Clone)]
 pub struct Compiled {
     pub spec: FeatureSpec,
     /// (name, canonical code) per measurement.
@@ -89,26 +90,26 @@ impl Compiled {
                 .ok_or_else(|| super::FeatureError::UnknownMeasurement(name.clone()))?;
             measurements.push((name.clone(), c.code.clone()));
         }
-        let treatment_codes = spec
-            .treatment
-            .iter()
-            .map(|t| {
-                codes
-                    .iter()
-                    .filter(|(code, desc)| {
-                        let text = format!("{} {}", code, desc.as_deref().unwrap_or(""))
-                            .to_ascii_lowercase();
-                        t.ingredients.iter().any(|i| text.contains(i.as_str()))
-                    })
-                    .map(|(c, _)| c.clone())
-                    .collect()
-            })
-            .collect();
-        Ok(Compiled {
+        let mut c = Compiled {
+            treatment_codes: vec![HashSet::new(); spec.treatment.len()],
             spec,
             measurements,
-            treatment_codes,
-        })
+        };
+        c.add_codes(codes);
+        Ok(c)
+    }
+
+    /// Learn more codes and their descriptions (a point-of-care request's medications that the
+    /// lake has not seen): each joins the treatments whose ingredient it names.
+    pub fn add_codes(&mut self, codes: &BTreeMap<String, Option<String>>) {
+        for (code, desc) in codes {
+            let text = format!("{} {}", code, desc.as_deref().unwrap_or("")).to_ascii_lowercase();
+            for (t, set) in self.spec.treatment.iter().zip(&mut self.treatment_codes) {
+                if t.ingredients.iter().any(|i| text.contains(i.as_str())) {
+                    set.insert(code.clone());
+                }
+            }
+        }
     }
 
     /// A medication record: from a medication source, or coded in a drug vocabulary.

@@ -86,7 +86,46 @@ pub fn hazard_targets(s: &Survival, o: usize, intervals: usize) -> Vec<(f32, f32
     v
 }
 
+/// One row computed in memory: (subject, prediction time), tabular values, sequence steps.
+pub type MemoryRow = ((i64, i64), Vec<f32>, Vec<crate::features::compute::Step>);
+
+/// A step's numeric inputs ([`STEP_INPUTS`]) from its gap, days before the prediction time and
+/// age (NaN when unknown).
+pub fn step_inputs(gap_days: f32, days_before: f32, age: f32) -> [f32; STEP_INPUTS] {
+    [
+        gap_days.max(0.0).ln_1p() / 5.0,
+        days_before.max(0.0).ln_1p() / 5.0,
+        if age.is_nan() { 0.0 } else { age / 100.0 },
+    ]
+}
+
 impl Dataset {
+    /// Rows computed in memory (the point-of-care path): the same layout, and the same inputs
+    /// bit for bit, as the rows read back from a features folder.
+    pub fn from_rows(n_tab: usize, rows: Vec<MemoryRow>) -> Dataset {
+        let mut d = Dataset {
+            n_tab,
+            step_off: vec![0],
+            code_off: vec![0],
+            ..Default::default()
+        };
+        for (key, tab, steps) in rows {
+            assert_eq!(tab.len(), n_tab, "tabular row of the model's width");
+            d.keys.push(key);
+            d.split.push("serve".into());
+            d.tab.extend(tab);
+            for s in steps {
+                d.step_x.push(step_inputs(s.gap_days, s.days_before, s.age));
+                d.step_days.push(s.days_before);
+                d.codes.extend(s.codes);
+                d.vals.extend(s.values);
+                d.code_off.push(d.codes.len());
+            }
+            d.step_off.push(d.step_x.len());
+        }
+        d
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -350,17 +389,13 @@ pub fn read_shard(
                     }
                 })?;
                 let a = if age.is_null(i) {
-                    0.0
+                    f32::NAN
                 } else {
-                    age.value(i) / 100.0
+                    age.value(i)
                 };
                 per_row[r].push((
                     step.value(i),
-                    [
-                        gap.value(i).max(0.0).ln_1p() / 5.0,
-                        days.value(i).max(0.0).ln_1p() / 5.0,
-                        a,
-                    ],
+                    step_inputs(gap.value(i), days.value(i), a),
                     days.value(i),
                     c.values().to_vec(),
                     v.values().to_vec(),

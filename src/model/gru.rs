@@ -625,6 +625,12 @@ pub fn seeded<T>(seed: u64, threads: i32, f: impl FnOnce(&TorchLock) -> T) -> T 
     })
 }
 
+/// Set libtorch's intra-op thread count (process-wide), holding its lock. A server scoring one
+/// row per request uses one thread per worker: parallelism across requests, not inside them.
+pub fn intra_op_threads(threads: i32) {
+    exclusive(|_| tch::set_num_threads(threads.max(1)));
+}
+
 /// One epoch's record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpochLog {

@@ -4,6 +4,7 @@
 //! the values that triggered it, and the what-if change whose risk effect is shown next to it.
 //! Treatment-aware: a patient on a statin is never told to start one.
 
+pub mod effects;
 pub mod whatif;
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,9 @@ struct RuleToml {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleFile {
+    /// Guideline name (the start of a rule's `guideline`) -> where it can be read.
+    #[serde(default)]
+    guideline_urls: BTreeMap<String, String>,
     rule: Vec<RuleToml>,
 }
 
@@ -145,6 +149,8 @@ pub struct Rule {
     pub recommendation: String,
     pub strength: String,
     pub guideline: String,
+    /// Where the guideline can be read (its DOI), from the file's `guideline_urls`.
+    pub guideline_url: Option<String>,
     pub when: Vec<Condition>,
     pub when_any: Vec<Vec<Condition>>,
     pub what_if: Option<whatif::Change>,
@@ -193,11 +199,16 @@ pub struct Recommendation {
     pub text: String,
     pub strength: String,
     pub guideline: String,
+    pub guideline_url: Option<String>,
     /// quantity -> value, for every quantity the rule's conditions read.
     pub triggered_by: BTreeMap<String, f64>,
     pub what_if: Option<whatif::Change>,
-    /// Absolute risk change of the what-if (negative = reduction), by model and outcome.
-    pub risk_change: BTreeMap<String, f64>,
+    /// The what-if a clinician reads: the trials' effect of the change applied to this
+    /// patient's predicted risk ([`effects`]), when its dose can be measured.
+    pub effect: Option<effects::AppliedEffect>,
+    /// The network's own response to the change (absolute risk change by output): an
+    /// association learned from observational records, for analysts, never shown as an effect.
+    pub model_association: BTreeMap<String, f64>,
 }
 
 impl RuleSet {
@@ -300,6 +311,12 @@ impl RuleSet {
                     treatment: r.treatment,
                     recommendation: r.recommendation,
                     strength: r.strength,
+                    guideline_url: f
+                        .guideline_urls
+                        .iter()
+                        .filter(|(name, _)| r.guideline.starts_with(name.as_str()))
+                        .max_by_key(|(name, _)| name.len())
+                        .map(|(_, u)| u.clone()),
                     guideline: r.guideline,
                     when,
                     when_any,
@@ -360,9 +377,11 @@ impl RuleSet {
                 text: r.recommendation.clone(),
                 strength: r.strength.clone(),
                 guideline: r.guideline.clone(),
+                guideline_url: r.guideline_url.clone(),
                 triggered_by,
                 what_if: r.what_if,
-                risk_change: BTreeMap::new(),
+                effect: None,
+                model_association: BTreeMap::new(),
             });
         }
         out

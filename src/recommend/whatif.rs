@@ -1,9 +1,11 @@
 //! What-if changes of modifiable factors. In: one patient's model inputs (tabular features and
 //! the normalised values in the monthly sequence) and a [`Change`]. Out: the same inputs as if
 //! the factor had been at the changed level over the look-back, which the network and the
-//! equations then score; the difference is the absolute risk change shown next to a
-//! recommendation. Treatment flags are left as they are (except for anticoagulation, which is the
-//! change itself), so the effect shown is the factor's own.
+//! equations then score; the difference is the network's response to the change. That response
+//! is an association learned from observational records (treated people are sicker), so it is
+//! kept for analysts only; the what-if shown to a clinician is the trials' effect
+//! ([`super::effects`]). Treatment flags are left as they are (except for anticoagulation, which
+//! is the change itself).
 
 use crate::model::data::Dataset;
 use serde::Serialize;

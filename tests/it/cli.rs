@@ -32,6 +32,7 @@ fn demo_runs_and_reports_where_outputs_are() {
         "scores/scores.csv",
         "scores/worklist.csv",
         "scores/risk_assessments.ndjson",
+        "scores/risk_assessments.bundle.json",
         "report.html",
     ] {
         assert!(d.path().join(f).exists(), "{f}");

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// model/, evaluation/, scores/, report.html beside the pipeline's folders (the demo's layout).
-fn outputs() -> &'static Path {
+pub fn outputs() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
         let p = pipeline();
@@ -57,10 +57,12 @@ fn outputs() -> &'static Path {
             csv: true,
             ..Default::default()
         };
+        let refs = ehr_risk::score::fhir::SubjectRefs::from_lake(&p.join("lake"), None).unwrap();
         ehr_risk::score::run(
             &m,
             &p.join("features"),
             &ehr_risk::recommend::RuleSet::builtin(),
+            &refs,
             &p.join("scores"),
             &opts,
             &mut |_, _| {},
@@ -106,10 +108,19 @@ fn scores_worklist_and_csv_account_for_every_prediction_time() {
     assert_eq!(rows.len() as u64, s.worklist);
     // The checks below mean something only on a worklist with patients on it.
     assert!(rows.len() >= 2, "the demo worklist has {} rows", rows.len());
-    let risks: Vec<f64> = rows.iter().map(|x| x[3].parse().unwrap()).collect();
+    let header = r.headers().unwrap().clone();
+    assert_eq!(
+        &header[2], "source ids",
+        "the receiving systems' patient ids"
+    );
+    assert!(
+        rows.iter().all(|x| x[2].starts_with("patient-id|")),
+        "each worklist patient as the source knows them"
+    );
+    let risks: Vec<f64> = rows.iter().map(|x| x[4].parse().unwrap()).collect();
     assert!(risks.windows(2).all(|w| w[0] >= w[1]), "highest risk first");
     assert!(risks.iter().all(|r| *r >= 0.20));
-    let dates: BTreeSet<&str> = rows.iter().map(|x| x.get(2).unwrap()).collect();
+    let dates: BTreeSet<&str> = rows.iter().map(|x| x.get(3).unwrap()).collect();
     assert!(
         dates.len() <= 1,
         "one (the most recent) prediction time: {dates:?}"
@@ -143,7 +154,12 @@ fn risk_assessments_follow_the_hl7_examples() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len() as u64, summary().subjects);
+    assert_eq!(lines.len() as u64, summary().risk_assessments);
+    assert_eq!(
+        summary().risk_assessments,
+        summary().subjects,
+        "one source system per synthetic subject"
+    );
     let mut with_mitigation = 0;
     for r in &lines {
         let o = r.as_object().unwrap();
@@ -155,7 +171,15 @@ fn risk_assessments_follow_the_hl7_examples() {
         }
         assert_eq!(r["resourceType"], "RiskAssessment");
         assert_eq!(r["status"], "final");
-        assert!(r["subject"]["identifier"]["value"].is_string());
+        // Written back as the source system knows the patient, never by the lake's own id.
+        assert!(
+            r["subject"]["reference"]
+                .as_str()
+                .unwrap()
+                .starts_with("Patient/"),
+            "{}",
+            r["subject"]
+        );
         assert!(
             chrono::DateTime::parse_from_rfc3339(r["occurrenceDateTime"].as_str().unwrap()).is_ok()
         );
@@ -479,4 +503,127 @@ fn recommendations_say_when_the_ascvd_risk_is_the_networks() {
         noted > 0 && pce_rows > 0,
         "noted {noted}, pce rows {pce_rows}"
     );
+}
+
+/// Issue 13: the what-if next to a recommendation is the trials' effect applied to the
+/// patient's risk (named source, never a rise), and the network's own response is kept apart,
+/// labelled as association.
+#[test]
+fn what_ifs_are_trial_effects_and_the_networks_response_is_labelled_association() {
+    use arrow::array::{Array, AsArray};
+    let f = std::fs::File::open(outputs().join("scores/scores.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let pair = regex_lite_pairs;
+    let (mut effects, mut assoc) = (0, 0);
+    for b in reader {
+        let b = b.unwrap();
+        let recs = b
+            .column_by_name("recommendations")
+            .unwrap()
+            .as_list::<i32>();
+        let model = b
+            .column_by_name("what_if_model_association")
+            .unwrap()
+            .as_list::<i32>();
+        for i in 0..b.num_rows() {
+            let l = recs.value(i);
+            let l = l.as_string::<i32>();
+            for k in 0..l.len() {
+                let t = l.value(k);
+                if let Some((_, w)) = t.split_once("; if done") {
+                    effects += 1;
+                    assert!(w.contains("[trial effect: "), "{t}");
+                    for (before, after) in pair(w) {
+                        assert!(after <= before, "a what-if never raises risk: {t}");
+                    }
+                    assert!(
+                        !t.contains("network response"),
+                        "the clinician line has no association: {t}"
+                    );
+                }
+            }
+            let m = model.value(i);
+            let m = m.as_string::<i32>();
+            for k in 0..m.len() {
+                assoc += 1;
+                assert!(
+                    m.value(k)
+                        .ends_with("(network response: association, not an effect)")
+                );
+            }
+        }
+    }
+    assert!(effects > 0, "some recommendations carry a trial what-if");
+    assert!(
+        assoc > 0,
+        "explained rows keep the network's response for analysts"
+    );
+}
+
+/// The (before, after) percentages of "x% -> y%" pairs in a what-if text.
+fn regex_lite_pairs(s: &str) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    for part in s.split(" -> ").collect::<Vec<_>>().windows(2) {
+        let before = part[0]
+            .rsplit(' ')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('%');
+        let after = part[1].split(['%', ',']).next().unwrap_or("");
+        if let (Ok(b), Ok(a)) = (before.parse::<f64>(), after.parse::<f64>()) {
+            out.push((b, a));
+        }
+    }
+    out
+}
+
+/// Issue 13: every RiskAssessment, and the transaction Bundle of them, validates against the
+/// FHIR R4 (4.0.1) definitions with a real validator (the fhir.resources 6.1 models).
+#[test]
+fn risk_assessments_and_their_transaction_bundle_validate_against_fhir_r4() {
+    let py = repo().join(".pydeps-fhir");
+    if !py.join(".ok1").exists() {
+        skip(".pydeps-fhir missing (run scripts/setup.sh)");
+        return;
+    }
+    let s = outputs().join("scores");
+    let out = std::process::Command::new("python3")
+        .arg(repo().join("tests/fhir_validate.py"))
+        .arg(s.join("risk_assessments.ndjson"))
+        .arg(s.join("risk_assessments.bundle.json"))
+        .env("PYTHONPATH", &py)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "FHIR validation failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n = summary().risk_assessments;
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("FHIR R4 OK {} resources", 2 * n + 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The Bundle: one conditional update per resource, on its stable identifier.
+    let b: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(s.join("risk_assessments.bundle.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(b["type"], "transaction");
+    let e = b["entry"].as_array().unwrap();
+    assert_eq!(e.len() as u64, n);
+    for x in e {
+        let ident = x["resource"]["identifier"][0]["value"].as_str().unwrap();
+        assert_eq!(x["request"]["method"], "PUT");
+        assert_eq!(
+            x["request"]["url"],
+            format!("RiskAssessment?identifier=urn:ehr-risk:risk-assessment|{ident}")
+        );
+    }
 }
