@@ -1,6 +1,7 @@
 //! Load test of the CDS Hooks service (issue 13): `ehr-risk serve` on the demo's model and lake,
 //! `CLIENTS` concurrent clients for `SECONDS`, each call a `patient-view` with full prefetch for
-//! one of the demo's FHIR patients, a freshly signed ES256 JWT (unique `jti`), explanations on.
+//! one of the demo's FHIR patients, a freshly signed ES256 JWT (unique `jti`), explanations on
+//! (`noexplain` as a fourth argument turns them off; `IG_STEPS` sets their path points, 16).
 //! Prints requests, throughput, latency percentiles and errors.
 //!
 //! ```text
@@ -74,9 +75,20 @@ fn main() {
     let demo = PathBuf::from(args.first().map(String::as_str).unwrap_or("out/demo"));
     let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60);
     let clients: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
+    // A fourth argument `noexplain` turns explanations off (to see what they cost).
+    let explain = args.get(3).map(String::as_str) != Some("noexplain");
+    let ig_steps: usize = std::env::var("IG_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16);
     let demo = std::fs::canonicalize(&demo)
         .unwrap_or_else(|_| panic!("{}: run `cargo run -- demo` first", demo.display()));
-    let bodies = Arc::new(bodies(&demo.join("input/hospital_fhir"), 200));
+    let bodies: Arc<Vec<String>> = Arc::new(
+        bodies(&demo.join("input/hospital_fhir"), 200)
+            .iter()
+            .map(Value::to_string)
+            .collect(),
+    );
     assert!(!bodies.is_empty(), "no FHIR patients in the demo's exports");
 
     // A signing key and the service's configuration.
@@ -98,7 +110,7 @@ fn main() {
     std::fs::write(
         dir.path().join("serve.toml"),
         format!(
-            "model = \"{}\"\nlake = \"{}\"\nbind = \"127.0.0.1:0\"\nmax_concurrent = 64\n\n[[issuer]]\niss = \"{iss}\"\njwks_file = \"keys.json\"\n",
+            "model = \"{}\"\nlake = \"{}\"\nbind = \"127.0.0.1:0\"\nmax_concurrent = 64\nexplain = {explain}\nig_steps = {ig_steps}\n\n[[issuer]]\niss = \"{iss}\"\njwks_file = \"keys.json\"\n",
             demo.join("model").display(),
             demo.join("lake").display()
         ),
@@ -141,7 +153,7 @@ fn main() {
                     let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
                     h.kid = Some("load-1".into());
                     let tok = jsonwebtoken::encode(&h, &claims, &key).unwrap();
-                    let body = bodies[i % bodies.len()].to_string();
+                    let body = bodies[i % bodies.len()].clone();
                     let t = Instant::now();
                     let r = http
                         .post(url.as_str())
@@ -177,7 +189,7 @@ fn main() {
     lat.sort_by(f64::total_cmp);
     let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!(
-        "cds-hooks patient-view, {clients} clients, {wall:.0} s: {} requests ({:.1}/s), {errors} errors; latency ms p50 {:.1} p95 {:.1} p99 {:.1} max {:.1}",
+        "cds-hooks patient-view (explanations {explain}, {ig_steps} IG steps), {clients} clients, {wall:.0} s: {} requests ({:.1}/s), {errors} errors; latency ms p50 {:.1} p95 {:.1} p99 {:.1} max {:.1}",
         lat.len(),
         lat.len() as f64 / wall,
         q(0.50),
