@@ -1,7 +1,7 @@
 //! Load test of the CDS Hooks service (issue 13): `ehr-risk serve` on the demo's model and lake,
 //! `CLIENTS` concurrent clients for `SECONDS`, each call a `patient-view` with full prefetch for
 //! one of the demo's FHIR patients, a freshly signed ES256 JWT (unique `jti`), explanations on
-//! (`noexplain` as a fourth argument turns them off; `IG_STEPS` sets their path points, 16).
+//! (`noexplain` as a fourth argument turns them off; `IG_STEPS` sets their path points, 32).
 //! Prints requests, throughput, latency percentiles and errors.
 //!
 //! ```text
@@ -80,7 +80,7 @@ fn main() {
     let ig_steps: usize = std::env::var("IG_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(16);
+        .unwrap_or(32);
     let demo = std::fs::canonicalize(&demo)
         .unwrap_or_else(|_| panic!("{}: run `cargo run -- demo` first", demo.display()));
     let bodies: Arc<Vec<String>> = Arc::new(

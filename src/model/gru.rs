@@ -860,6 +860,9 @@ pub struct Attribution {
     pub baseline: f32,
 }
 
+/// Rows per integrated-gradients pass (batch rows x path points taken together).
+const IG_ROWS: usize = 1024;
+
 pub fn integrated_gradients(
     net: &GruNet,
     b: &Batch,
@@ -881,16 +884,56 @@ pub fn integrated_gradients(
         b.step_x.zeros_like(),
         b.tab.zeros_like(),
     );
-    for k in 0..steps {
-        let a = (k as f64 + 0.5) / steps as f64;
-        let c = (&contrib * a).set_requires_grad(true);
-        let s = (&b.step_x * a).set_requires_grad(true);
-        let t = (&b.tab * a).set_requires_grad(true);
-        let r = risk_of(&c, &s, &t);
-        let g = Tensor::run_backward(&[r.sum(Kind::Float)], &[&c, &s, &t], false, false);
-        gc += &g[0];
-        gs += &g[1];
-        gt += &g[2];
+    // The path points go through the network together, `group` copies of the batch at a time
+    // (one pass instead of `group`: for a single row, as at the point of care, libtorch's
+    // per-operation overhead is most of the cost), at most IG_ROWS rows per pass.
+    let group = (IG_ROWS / bsz.max(1) as usize).clamp(1, steps.max(1));
+    let n_codes = contrib.size()[0];
+    let slots = bsz * b.steps;
+    let mut k0 = 0;
+    while k0 < steps {
+        let g = group.min(steps - k0) as i64;
+        let alphas: Vec<f32> = (k0..k0 + g as usize)
+            .map(|k| ((k as f64 + 0.5) / steps as f64) as f32)
+            .collect();
+        let dev = contrib.device();
+        let alpha = Tensor::from_slice(&alphas).to_device(dev);
+        let per_row = alpha.repeat_interleave_self_int(bsz, 0, None);
+        let per_code = alpha.repeat_interleave_self_int(n_codes, 0, None);
+        let offsets = (Tensor::arange(g, (Kind::Int64, dev)) * slots)
+            .repeat_interleave_self_int(n_codes, 0, None);
+        // `g` copies along the first dimension, whatever the tensor's rank.
+        let rep = |x: &Tensor| {
+            let mut dims = vec![1i64; x.dim()];
+            dims[0] = g;
+            x.repeat(dims.as_slice())
+        };
+        let e = Batch {
+            rows: vec![],
+            codes: rep(&b.codes),
+            vals: rep(&b.vals),
+            slot: rep(&b.slot) + offsets,
+            step_x: rep(&b.step_x),
+            last: rep(&b.last),
+            tab: rep(&b.tab),
+            steps: b.steps,
+            code_pos: vec![],
+            y: None,
+        };
+        let c = (rep(&contrib) * per_code.view([-1, 1])).set_requires_grad(true);
+        let sx = (&e.step_x * per_row.view([-1, 1, 1])).set_requires_grad(true);
+        let t = (&e.tab * per_row.view([-1, 1])).set_requires_grad(true);
+        let z = net.forward_from(&e, &c, &sx, &t, false);
+        let r = cumulative_incidence(&z, scale, outcomes, &horizons[hi..=hi]).select(1, o as i64);
+        let grads = Tensor::run_backward(&[r.sum(Kind::Float)], &[&c, &sx, &t], false, false);
+        let sum0 = |x: &Tensor, shape: &[i64]| {
+            x.view(shape)
+                .sum_dim_intlist([0i64].as_slice(), false, Kind::Float)
+        };
+        gc += sum0(&grads[0], &[g, n_codes, contrib.size()[1]]);
+        gs += sum0(&grads[1], &[g, bsz, b.steps, b.step_x.size()[2]]);
+        gt += sum0(&grads[2], &[g, bsz, b.tab.size()[1]]);
+        k0 += g as usize;
     }
     let inv = 1.0 / steps as f64;
     let ac = (gc * inv * &contrib).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);

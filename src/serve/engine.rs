@@ -64,9 +64,10 @@ pub struct Engine {
     rules: RuleSet,
     effects: Effects,
     pub opts: ScoreOptions,
-    /// Shards of the lake read so far, most recent last (bounded: `max_cached_shards`).
-    cache: Mutex<VecDeque<(usize, ShardEvents)>>,
-    max_cached_shards: usize,
+    /// Shards of the lake read so far, most recently used last, holding at most
+    /// `max_cached_events` events together (at least the last shard read).
+    cache: Mutex<VecDeque<(usize, ShardEvents, usize)>>,
+    max_cached_events: usize,
 }
 
 impl Engine {
@@ -76,7 +77,7 @@ impl Engine {
         model_dir: &Path,
         lake_dir: &Path,
         opts: ScoreOptions,
-        max_cached_shards: usize,
+        max_cached_events: usize,
         workers: usize,
     ) -> Result<Engine, EngineError> {
         let load = || Model::load(model_dir).map_err(|e| EngineError::Setup(e.to_string()));
@@ -131,7 +132,7 @@ impl Engine {
             effects: Effects::builtin(),
             opts,
             cache: Mutex::new(VecDeque::new()),
-            max_cached_shards: max_cached_shards.max(1),
+            max_cached_events,
         })
     }
 
@@ -145,22 +146,31 @@ impl Engine {
     fn history(&self, subject: i64) -> Result<Vec<Event>, EngineError> {
         let shard = shard_of(subject, self.lake.manifest.shards);
         let cached = {
-            let c = self.cache.lock().expect("cache lock");
-            c.iter().find(|(i, _)| *i == shard).map(|(_, m)| m.clone())
+            let mut c = self.cache.lock().expect("cache lock");
+            let hit = c.iter().position(|(i, _, _)| *i == shard);
+            hit.map(|k| {
+                let e = c.remove(k).expect("found");
+                let m = e.1.clone();
+                c.push_back(e);
+                m
+            })
         };
         let by = match cached {
             Some(m) => m,
             None => {
+                let events = self.lake.read_shard(shard)?;
+                let n = events.len();
                 let mut by: HashMap<i64, Vec<Event>> = HashMap::new();
-                for e in self.lake.read_shard(shard)? {
+                for e in events {
                     by.entry(e.subject_id).or_default().push(e);
                 }
                 let by = Arc::new(by);
                 let mut c = self.cache.lock().expect("cache lock");
-                if !c.iter().any(|(i, _)| *i == shard) {
-                    c.push_back((shard, by.clone()));
-                    while c.len() > self.max_cached_shards {
-                        c.pop_front();
+                if !c.iter().any(|(i, _, _)| *i == shard) {
+                    c.push_back((shard, by.clone(), n));
+                    let mut total: usize = c.iter().map(|x| x.2).sum();
+                    while total > self.max_cached_events && c.len() > 1 {
+                        total -= c.pop_front().expect("non-empty").2;
                     }
                 }
                 by

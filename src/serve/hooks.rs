@@ -60,8 +60,8 @@ pub struct PatientView {
     pub patient_id: String,
     pub fhir_server: Option<String>,
     pub fhir_authorization: Option<FhirAuthorization>,
-    /// prefetch key -> resource (absent or null: to be fetched)
-    pub prefetch: serde_json::Map<String, Value>,
+    /// prefetch key -> the resource's JSON text (absent or null: to be fetched)
+    pub prefetch: std::collections::BTreeMap<String, String>,
 }
 
 /// A request that is not a `patient-view` call this service takes: 400 with the reason.
@@ -69,15 +69,38 @@ pub struct PatientView {
 #[error("{0}")]
 pub struct BadRequest(pub String);
 
+/// The request as it arrives: the prefetched resources are kept as raw JSON text (they go to
+/// the FHIR reader as text; a request's whole history is never built as a JSON tree).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire<'a> {
+    hook: Option<Value>,
+    hook_instance: Option<Value>,
+    context: Option<Value>,
+    fhir_server: Option<Value>,
+    fhir_authorization: Option<Value>,
+    #[serde(borrow)]
+    prefetch: Option<&'a serde_json::value::RawValue>,
+}
+
+/// What a prefetched resource is, read without building it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Peek {
+    resource_type: Option<Value>,
+    id: Option<Value>,
+}
+
 impl PatientView {
     pub fn parse(body: &[u8]) -> Result<PatientView, BadRequest> {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| BadRequest(format!("body is not JSON: {e}")))?;
-        let o = v
-            .as_object()
-            .ok_or_else(|| BadRequest("body is not a JSON object".into()))?;
-        let s = |k: &str| o.get(k).and_then(|x| x.as_str());
-        match s("hook") {
+        let w: Wire = serde_json::from_slice(body).map_err(|e| {
+            BadRequest(if e.is_data() {
+                format!("body is not a CDS Hooks request: {e}")
+            } else {
+                format!("body is not JSON: {e}")
+            })
+        })?;
+        match w.hook.as_ref().and_then(|h| h.as_str()) {
             Some("patient-view") => {}
             Some(h) => {
                 return Err(BadRequest(format!(
@@ -86,12 +109,16 @@ impl PatientView {
             }
             None => return Err(BadRequest("hook: missing".into())),
         }
-        let hook_instance = s("hookInstance")
+        let hook_instance = w
+            .hook_instance
+            .as_ref()
+            .and_then(|x| x.as_str())
             .filter(|x| !x.is_empty())
             .ok_or_else(|| BadRequest("hookInstance: missing".into()))?
             .to_string();
-        let patient_id = o
-            .get("context")
+        let patient_id = w
+            .context
+            .as_ref()
             .and_then(|c| c.get("patientId"))
             .and_then(|x| x.as_str())
             .filter(|x| !x.is_empty())
@@ -106,37 +133,44 @@ impl PatientView {
                 "context.patientId: not a FHIR id ([A-Za-z0-9-.]{1,64})".into(),
             ));
         }
-        let fhir_server = match o.get("fhirServer") {
+        let fhir_server = match w.fhir_server {
             None | Some(Value::Null) => None,
             Some(Value::String(u)) if u.starts_with("http://") || u.starts_with("https://") => {
                 Some(u.trim_end_matches('/').to_string())
             }
             Some(_) => return Err(BadRequest("fhirServer: not an http(s) URL".into())),
         };
-        let fhir_authorization = match o.get("fhirAuthorization") {
+        let fhir_authorization = match w.fhir_authorization {
             None | Some(Value::Null) => None,
             Some(a) => Some(
-                serde_json::from_value(a.clone())
+                serde_json::from_value(a)
                     .map_err(|e| BadRequest(format!("fhirAuthorization: {e}")))?,
             ),
         };
-        let prefetch = match o.get("prefetch") {
-            None | Some(Value::Null) => serde_json::Map::new(),
-            Some(Value::Object(m)) => m.clone(),
-            Some(_) => return Err(BadRequest("prefetch: not an object".into())),
-        };
-        for (k, r) in &prefetch {
-            if !(r.is_null() || r.get("resourceType").is_some_and(|t| t.is_string())) {
-                return Err(BadRequest(format!("prefetch.{k}: not a FHIR resource")));
+        let mut prefetch = std::collections::BTreeMap::new();
+        if let Some(raw) = w.prefetch.filter(|r| r.get() != "null") {
+            let entries: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
+                serde_json::from_str(raw.get())
+                    .map_err(|_| BadRequest("prefetch: not an object".into()))?;
+            for (k, r) in entries {
+                if r.get() == "null" {
+                    continue;
+                }
+                let peek: Peek = serde_json::from_str(r.get())
+                    .map_err(|_| BadRequest(format!("prefetch.{k}: not a FHIR resource")))?;
+                let Some(Value::String(t)) = peek.resource_type else {
+                    return Err(BadRequest(format!("prefetch.{k}: not a FHIR resource")));
+                };
+                if k == "patient"
+                    && (t != "Patient"
+                        || peek.id.as_ref().and_then(|i| i.as_str()) != Some(patient_id.as_str()))
+                {
+                    return Err(BadRequest(
+                        "prefetch.patient: not the Patient of context.patientId".into(),
+                    ));
+                }
+                prefetch.insert(k, r.get().to_string());
             }
-        }
-        if let Some(p) = prefetch.get("patient")
-            && !p.is_null()
-            && (p["resourceType"] != "Patient" || p["id"].as_str() != Some(patient_id.as_str()))
-        {
-            return Err(BadRequest(
-                "prefetch.patient: not the Patient of context.patientId".into(),
-            ));
         }
         Ok(PatientView {
             hook_instance,

@@ -57,16 +57,17 @@ pub struct ServeConfig {
     /// Explanations (integrated gradients) on the card.
     #[serde(default = "default_true")]
     pub explain: bool,
-    /// Integrated-gradients path points per explanation (the batch default is 32; fewer is
-    /// faster at the point of care, with the factors' sum a coarser match of the risk).
+    /// Integrated-gradients path points per explanation (as the batch path: 32; fewer is a
+    /// little faster, with the factors' sum a coarser match of the risk).
     #[serde(default = "default_ig_steps")]
     pub ig_steps: usize,
     /// Models loaded side by side (requests scored at once; libtorch modules are not shared).
     #[serde(default = "default_workers")]
     pub workers: usize,
-    /// Lake shards kept in memory for patients' history.
-    #[serde(default = "default_shards")]
-    pub cached_shards: usize,
+    /// Lake events kept in memory for patients' history (whole shards, least recently used
+    /// dropped first; about 200 bytes an event).
+    #[serde(default = "default_cached_events")]
+    pub cached_events: usize,
     /// Score as of this instant (RFC 3339) instead of the wall clock: replays and tests.
     pub now: Option<String>,
     pub issuer: Vec<auth::IssuerConfig>,
@@ -97,13 +98,13 @@ fn default_true() -> bool {
     true
 }
 fn default_ig_steps() -> usize {
-    16
+    32
 }
 fn default_workers() -> usize {
     2
 }
-fn default_shards() -> usize {
-    16
+fn default_cached_events() -> usize {
+    5_000_000
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -243,8 +244,8 @@ async fn feedback(
 async fn gather(s: &AppState, pv: &hooks::PatientView) -> Result<Vec<String>, Response> {
     let mut texts = Vec::new();
     for (key, template) in hooks::PREFETCH {
-        if let Some(v) = pv.prefetch.get(key).filter(|v| !v.is_null()) {
-            texts.push(v.to_string());
+        if let Some(v) = pv.prefetch.get(key) {
+            texts.push(v.clone());
             continue;
         }
         let Some(base) = &pv.fhir_server else {
@@ -474,7 +475,7 @@ pub fn run(
         &base.join(&config.model),
         &base.join(&config.lake),
         opts,
-        config.cached_shards,
+        config.cached_events,
         config.workers,
     )?;
     let http = reqwest::Client::builder()
