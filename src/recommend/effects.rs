@@ -71,6 +71,25 @@ pub struct AppliedEffect {
 }
 
 impl AppliedEffect {
+    /// The outcomes the effect changes, as "mi 12% -> 9%" with `pct` formatting a risk; empty
+    /// when it changes none.
+    pub fn changes(&self, pct: &dyn Fn(f64) -> String, arrow: &str) -> Vec<String> {
+        self.risk
+            .iter()
+            .filter(|(_, (b, a))| a != b)
+            .map(|(o, (b, a))| format!("{o} {} {arrow} {}", pct(*b), pct(*a)))
+            .collect()
+    }
+
+    /// The dose in parentheses after a space (" (SBP 8 mmHg lower)"), or nothing.
+    pub fn dose_note(&self) -> String {
+        if self.dose.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.dose)
+        }
+    }
+
     /// outcome -> absolute change (negative is a reduction)
     pub fn change(&self) -> BTreeMap<String, f64> {
         self.risk

@@ -97,20 +97,11 @@ pub fn describe(r: &Recommendation) -> String {
         .collect();
     let mut s = format!("[{}] {} (because {})", r.strength, r.text, trig.join(", "));
     if let Some(e) = &r.effect {
-        let ch: Vec<String> = e
-            .risk
-            .iter()
-            .filter(|(_, (b, a))| a != b)
-            .map(|(o, (b, a))| format!("{o} {} -> {}", pct(*b), pct(*a)))
-            .collect();
+        let ch = e.changes(&pct, "->");
         if !ch.is_empty() {
-            let dose = if e.dose.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", e.dose)
-            };
             s.push_str(&format!(
-                "; if done{dose}: {}-year {} [trial effect: {}]",
+                "; if done{}: {}-year {} [trial effect: {}]",
+                e.dose_note(),
                 e.horizon_years,
                 ch.join(", "),
                 e.source

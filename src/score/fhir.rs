@@ -229,7 +229,7 @@ pub fn risk_assessment(
 pub fn transaction_entry(resource: &Value) -> Value {
     let ident = resource["identifier"][0]["value"].as_str().unwrap_or("");
     json!({
-        "fullUrl": format!("urn:uuid:{}", uuid_of(ident)),
+        "fullUrl": format!("urn:uuid:{}", uuid_text(ident)),
         "resource": resource,
         "request": {
             "method": "PUT",
@@ -238,8 +238,8 @@ pub fn transaction_entry(resource: &Value) -> Value {
     })
 }
 
-/// A UUID-shaped text of 32 hex digits.
-fn uuid_of(hex32: &str) -> String {
+/// A UUID-shaped text of (the first) 32 hex digits, padded with zeros when shorter.
+pub fn uuid_text(hex32: &str) -> String {
     let h = format!("{hex32:0<32}");
     format!(
         "{}-{}-{}-{}-{}",

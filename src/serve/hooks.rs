@@ -242,20 +242,11 @@ pub fn card(a: &Assessment, hook_instance: &str, model_label: &str, top: usize) 
         for r in &a.recommendations {
             d.push_str(&format!("- {} *({}; {})*", r.text, r.guideline, r.strength));
             if let Some(e) = &r.effect {
-                let ch: Vec<String> = e
-                    .risk
-                    .iter()
-                    .filter(|(_, (b, a))| a != b)
-                    .map(|(o, (b, a))| format!("{o} {} → {}", pct(*b), pct(*a)))
-                    .collect();
+                let ch = e.changes(&pct, "→");
                 if !ch.is_empty() {
-                    let dose = if e.dose.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", e.dose)
-                    };
                     d.push_str(&format!(
-                        ". If done{dose}: {}. *Effect measured in trials: {}*",
+                        ". If done{}: {}. *Effect measured in trials: {}*",
+                        e.dose_note(),
                         ch.join(", "),
                         e.source
                     ));
@@ -304,15 +295,7 @@ fn capitalise(s: &str) -> String {
 
 /// A card id derived from the hook instance (the same call gets the same card id).
 fn card_uuid(hook_instance: &str) -> String {
-    let h = blake3::hash(hook_instance.as_bytes()).to_hex();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    crate::score::fhir::uuid_text(&blake3::hash(hook_instance.as_bytes()).to_hex())
 }
 
 #[cfg(test)]

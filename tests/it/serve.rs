@@ -206,26 +206,20 @@ fn chosen(p: &Path) -> (i64, String, i64, HashMap<String, f64>) {
     let mut latest: HashMap<i64, (i64, f64, f64)> = HashMap::new();
     for b in r {
         let b = b.unwrap();
-        let s = b
-            .column_by_name("subject_id")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let t = b
-            .column_by_name("prediction_time")
-            .unwrap()
-            .as_primitive::<TimestampMicrosecondType>();
-        let h = b
-            .column_by_name("horizon_years")
-            .unwrap()
-            .as_primitive::<Int32Type>();
-        let mi = b
-            .column_by_name("mi_risk")
-            .unwrap()
-            .as_primitive::<Float64Type>();
-        let st = b
-            .column_by_name("stroke_risk")
-            .unwrap()
-            .as_primitive::<Float64Type>();
+        let col = |n: &str| b.column_by_name(n).unwrap().clone();
+        let (s, t, h) = (
+            col("subject_id"),
+            col("prediction_time"),
+            col("horizon_years"),
+        );
+        let (mi, st) = (col("mi_risk"), col("stroke_risk"));
+        let s = s.as_primitive::<Int64Type>();
+        let t = t.as_primitive::<TimestampMicrosecondType>();
+        let h = h.as_primitive::<Int32Type>();
+        let (mi, st) = (
+            mi.as_primitive::<Float64Type>(),
+            st.as_primitive::<Float64Type>(),
+        );
         for i in 0..b.num_rows() {
             if h.value(i) != 10 {
                 continue;
@@ -327,6 +321,8 @@ fn cds_hooks_service_over_http() {
         EncodingKey::from_ec_der(&es384),
         EncodingKey::from_ec_der(&jku_key),
     );
+
+    let es256 = |c: &Value| sign(Algorithm::ES256, &k256, Some("es256-1"), None, c);
 
     // The EHR's FHIR server: the patient's resources, and the jku key set.
     let q = |ty: &str| format!("/fhir/{ty}?patient={pid}");
@@ -447,13 +443,7 @@ jku = ["{}/jwks.json"]
     assert_eq!(call(&disc, Some(tok), None).0, 401, "replayed jti");
 
     // patient-view with full prefetch: the card, and the batch path's risk.
-    let tok = sign(
-        Algorithm::ES256,
-        &k256,
-        Some("es256-1"),
-        None,
-        &claims(&hook, &jti()),
-    );
+    let tok = es256(&claims(&hook, &jti()));
     let (s, body) = call(&hook, Some(tok), Some(request(full_prefetch.clone(), None)));
     assert_eq!(s, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -548,24 +538,12 @@ jku = ["{}/jwks.json"]
         "the FHIR fetch carries the request's access token"
     );
     // Nothing prefetched and no FHIR server, or a server that is down: 412.
-    let tok = sign(
-        Algorithm::ES256,
-        &k256,
-        Some("es256-1"),
-        None,
-        &claims(&hook, &jti()),
-    );
+    let tok = es256(&claims(&hook, &jti()));
     assert_eq!(
         call(&hook, Some(tok), Some(request(json!({}), None))).0,
         412
     );
-    let tok = sign(
-        Algorithm::ES256,
-        &k256,
-        Some("es256-1"),
-        None,
-        &claims(&hook, &jti()),
-    );
+    let tok = es256(&claims(&hook, &jti()));
     assert_eq!(
         call(&hook, Some(tok), Some(request(only_patient, Some(&down)))).0,
         412
@@ -636,48 +614,12 @@ jku = ["{}/jwks.json"]
         ),
         (
             "aud of another endpoint",
-            Some(sign(
-                Algorithm::ES256,
-                &k256,
-                Some("es256-1"),
-                None,
-                &claims(&disc, &jti()),
-            )),
+            Some(es256(&claims(&disc, &jti()))),
         ),
-        (
-            "expired",
-            Some(sign(
-                Algorithm::ES256,
-                &k256,
-                Some("es256-1"),
-                None,
-                &expired,
-            )),
-        ),
-        (
-            "untrusted issuer",
-            Some(sign(
-                Algorithm::ES256,
-                &k256,
-                Some("es256-1"),
-                None,
-                &other_iss,
-            )),
-        ),
-        (
-            "expiry a month ahead",
-            Some(sign(Algorithm::ES256, &k256, Some("es256-1"), None, &far)),
-        ),
-        (
-            "no jti",
-            Some(sign(
-                Algorithm::ES256,
-                &k256,
-                Some("es256-1"),
-                None,
-                &no_jti,
-            )),
-        ),
+        ("expired", Some(es256(&expired))),
+        ("untrusted issuer", Some(es256(&other_iss))),
+        ("expiry a month ahead", Some(es256(&far))),
+        ("no jti", Some(es256(&no_jti))),
         (
             "jku off the allow-list",
             Some(sign(
@@ -723,24 +665,12 @@ jku = ["{}/jwks.json"]
             "context.patientId",
         ),
     ] {
-        let tok = sign(
-            Algorithm::ES256,
-            &k256,
-            Some("es256-1"),
-            None,
-            &claims(&hook, &jti()),
-        );
+        let tok = es256(&claims(&hook, &jti()));
         let (s, text) = call(&hook, Some(tok), Some(bad));
         assert_eq!(s, 400, "{text}");
         assert!(text.contains(why), "{text} should say {why}");
     }
-    let tok = sign(
-        Algorithm::ES256,
-        &k256,
-        Some("es256-1"),
-        None,
-        &claims(&hook, &jti()),
-    );
+    let tok = es256(&claims(&hook, &jti()));
     let big = vec![b' '; 500_000];
     assert_eq!(
         call(&hook, Some(tok), Some(big)).0,
@@ -750,13 +680,7 @@ jku = ["{}/jwks.json"]
 
     // Feedback is accepted and counted.
     let fb = format!("{hook}/feedback");
-    let tok = sign(
-        Algorithm::ES256,
-        &k256,
-        Some("es256-1"),
-        None,
-        &claims(&fb, &jti()),
-    );
+    let tok = es256(&claims(&fb, &jti()));
     let fbody = json!({"feedback": [{"card": "x", "outcome": "accepted", "outcomeTimestamp": "2026-01-01T00:00:00Z"}]});
     assert_eq!(
         call(&fb, Some(tok), Some(fbody.to_string().into_bytes())).0,

@@ -14,14 +14,14 @@ use serde::Serialize;
 pub enum NotApplicable {
     #[error("missing {}", .0.join(", "))]
     Missing(Vec<&'static str>),
-    #[error("{name} {value} is outside the validated range {lo}-{hi}")]
+    #[error("{name} {value:.1} is outside the validated range {lo}-{hi}")]
     OutOfRange {
         name: &'static str,
         value: f64,
         lo: f64,
         hi: f64,
     },
-    #[error("age {age} is outside 30-{max_age} for the {horizon}-year model")]
+    #[error("age {age:.1} is outside 30-{max_age} for the {horizon}-year model")]
     AgeOutsideModel {
         age: f64,
         max_age: f64,
