@@ -863,6 +863,7 @@ pub struct Attribution {
 /// Rows per integrated-gradients pass (batch rows x path points taken together).
 const IG_ROWS: usize = 1024;
 
+/// Integrated gradients of output `j` for every row of `b` ([`integrated_gradients_many`]).
 pub fn integrated_gradients(
     net: &GruNet,
     b: &Batch,
@@ -871,115 +872,171 @@ pub fn integrated_gradients(
     horizons: &[u32],
     steps: usize,
 ) -> Vec<Attribution> {
+    integrated_gradients_many(net, b, &[j], scale, horizons, steps)
+        .pop()
+        .expect("one output in, one out")
+}
+
+/// Integrated gradients of several outputs of one horizon (each output's calibrated cumulative
+/// incidence) for every row of `b`, from the all-zero input, with `steps` midpoint path points.
+/// Every (output, path point) pair is a copy of the batch; the copies go through the network
+/// together, at most IG_ROWS rows per pass (for a single row, as at the point of care, one
+/// pass instead of outputs x steps: libtorch's per-operation overhead is most of the cost).
+pub fn integrated_gradients_many(
+    net: &GruNet,
+    b: &Batch,
+    js: &[i64],
+    scale: &HazardScale,
+    horizons: &[u32],
+    steps: usize,
+) -> Vec<Vec<Attribution>> {
     let contrib = net.code_contrib(b).detach();
     let bsz = b.last.size()[0];
     let outcomes = net.heads.len() - 1;
-    let (o, hi) = (j as usize / horizons.len(), j as usize % horizons.len());
-    let risk_of = |c: &Tensor, s: &Tensor, t: &Tensor| {
-        let z = net.forward_from(b, c, s, t, false);
-        cumulative_incidence(&z, scale, outcomes, &horizons[hi..=hi]).select(1, o as i64)
-    };
-    let (mut gc, mut gs, mut gt) = (
-        contrib.zeros_like(),
-        b.step_x.zeros_like(),
-        b.tab.zeros_like(),
+    let nh = horizons.len();
+    let hi = js.first().map_or(0, |j| *j as usize % nh);
+    assert!(
+        js.iter().all(|j| *j as usize % nh == hi),
+        "outputs of one horizon"
     );
-    // The path points go through the network together, `group` copies of the batch at a time
-    // (one pass instead of `group`: for a single row, as at the point of care, libtorch's
-    // per-operation overhead is most of the cost), at most IG_ROWS rows per pass.
-    let group = (IG_ROWS / bsz.max(1) as usize).clamp(1, steps.max(1));
+    let os: Vec<i64> = js.iter().map(|j| (*j as usize / nh) as i64).collect();
+    let risk_of = |bt: &Batch, c: &Tensor, s: &Tensor, t: &Tensor, o: &Tensor| {
+        let z = net.forward_from(bt, c, s, t, false);
+        cumulative_incidence(&z, scale, outcomes, &horizons[hi..=hi])
+            .gather(1, &o.view([-1, 1]), false)
+            .squeeze_dim(1)
+    };
+    let mut acc: Vec<(Tensor, Tensor, Tensor)> = js
+        .iter()
+        .map(|_| {
+            (
+                contrib.zeros_like(),
+                b.step_x.zeros_like(),
+                b.tab.zeros_like(),
+            )
+        })
+        .collect();
+    let blocks = js.len() * steps;
+    let group = (IG_ROWS / bsz.max(1) as usize).clamp(1, blocks.max(1));
     let n_codes = contrib.size()[0];
     let slots = bsz * b.steps;
-    let mut k0 = 0;
-    while k0 < steps {
-        let g = group.min(steps - k0) as i64;
-        let alphas: Vec<f32> = (k0..k0 + g as usize)
-            .map(|k| ((k as f64 + 0.5) / steps as f64) as f32)
-            .collect();
-        let dev = contrib.device();
-        let alpha = Tensor::from_slice(&alphas).to_device(dev);
-        let per_row = alpha.repeat_interleave_self_int(bsz, 0, None);
-        let per_code = alpha.repeat_interleave_self_int(n_codes, 0, None);
+    let dev = contrib.device();
+    // `g` copies along the first dimension, whatever the tensor's rank.
+    let rep = |x: &Tensor, g: i64| {
+        let mut dims = vec![1i64; x.dim()];
+        dims[0] = g;
+        x.repeat(dims.as_slice())
+    };
+    let expand = |g: i64| {
         let offsets = (Tensor::arange(g, (Kind::Int64, dev)) * slots)
             .repeat_interleave_self_int(n_codes, 0, None);
-        // `g` copies along the first dimension, whatever the tensor's rank.
-        let rep = |x: &Tensor| {
-            let mut dims = vec![1i64; x.dim()];
-            dims[0] = g;
-            x.repeat(dims.as_slice())
-        };
-        let e = Batch {
+        Batch {
             rows: vec![],
-            codes: rep(&b.codes),
-            vals: rep(&b.vals),
-            slot: rep(&b.slot) + offsets,
-            step_x: rep(&b.step_x),
-            last: rep(&b.last),
-            tab: rep(&b.tab),
+            codes: rep(&b.codes, g),
+            vals: rep(&b.vals, g),
+            slot: rep(&b.slot, g) + offsets,
+            step_x: rep(&b.step_x, g),
+            last: rep(&b.last, g),
+            tab: rep(&b.tab, g),
             steps: b.steps,
             code_pos: vec![],
             y: None,
-        };
-        let c = (rep(&contrib) * per_code.view([-1, 1])).set_requires_grad(true);
+        }
+    };
+    let mut q0 = 0;
+    while q0 < blocks {
+        let g = group.min(blocks - q0);
+        let qs = q0..q0 + g;
+        let alphas: Vec<f32> = qs
+            .clone()
+            .map(|q| (((q % steps) as f64 + 0.5) / steps as f64) as f32)
+            .collect();
+        let outs: Vec<i64> = qs.clone().map(|q| os[q / steps]).collect();
+        let g = g as i64;
+        let alpha = Tensor::from_slice(&alphas).to_device(dev);
+        let per_row = alpha.repeat_interleave_self_int(bsz, 0, None);
+        let per_code = alpha.repeat_interleave_self_int(n_codes, 0, None);
+        let o = Tensor::from_slice(&outs)
+            .to_device(dev)
+            .repeat_interleave_self_int(bsz, 0, None);
+        let e = expand(g);
+        let c = (rep(&contrib, g) * per_code.view([-1, 1])).set_requires_grad(true);
         let sx = (&e.step_x * per_row.view([-1, 1, 1])).set_requires_grad(true);
         let t = (&e.tab * per_row.view([-1, 1])).set_requires_grad(true);
-        let z = net.forward_from(&e, &c, &sx, &t, false);
-        let r = cumulative_incidence(&z, scale, outcomes, &horizons[hi..=hi]).select(1, o as i64);
+        let r = risk_of(&e, &c, &sx, &t, &o);
         let grads = Tensor::run_backward(&[r.sum(Kind::Float)], &[&c, &sx, &t], false, false);
-        let sum0 = |x: &Tensor, shape: &[i64]| {
-            x.view(shape)
-                .sum_dim_intlist([0i64].as_slice(), false, Kind::Float)
-        };
-        gc += sum0(&grads[0], &[g, n_codes, contrib.size()[1]]);
-        gs += sum0(&grads[1], &[g, bsz, b.steps, b.step_x.size()[2]]);
-        gt += sum0(&grads[2], &[g, bsz, b.tab.size()[1]]);
-        k0 += g as usize;
+        let gc = grads[0].view([g, n_codes, contrib.size()[1]]);
+        let gs = grads[1].view([g, bsz, b.steps, b.step_x.size()[2]]);
+        let gt = grads[2].view([g, bsz, b.tab.size()[1]]);
+        // The blocks of each output in this group are contiguous (output-major order).
+        let mut k = 0;
+        while k < g as usize {
+            let u = (q0 + k) / steps;
+            let len = ((u + 1) * steps - (q0 + k)).min(g as usize - k) as i64;
+            let sum = |x: &Tensor| {
+                x.narrow(0, k as i64, len)
+                    .sum_dim_intlist([0i64].as_slice(), false, Kind::Float)
+            };
+            acc[u].0 += sum(&gc);
+            acc[u].1 += sum(&gs);
+            acc[u].2 += sum(&gt);
+            k += len as usize;
+        }
+        q0 += g as usize;
     }
     let inv = 1.0 / steps as f64;
-    let ac = (gc * inv * &contrib).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-    let gx = gs * inv * &b.step_x;
-    let as_ = gx
-        .narrow(2, 0, 2)
-        .sum_dim_intlist([2i64].as_slice(), false, Kind::Float);
-    let aa = gx.select(2, 2);
-    let at = gt * inv * &b.tab;
-    let (risk, base) = tch::no_grad(|| {
-        (
-            risk_of(&contrib, &b.step_x, &b.tab),
-            risk_of(
-                &contrib.zeros_like(),
-                &b.step_x.zeros_like(),
-                &b.tab.zeros_like(),
-            ),
-        )
-    });
     let to_vec = |t: Tensor| -> Vec<f32> {
         Vec::try_from(t.to_device(Device::Cpu).contiguous().view([-1])).expect("float")
     };
-    let (ac, as_, aa, at, risk, base) = (
-        to_vec(ac),
-        to_vec(as_),
-        to_vec(aa),
-        to_vec(at),
-        to_vec(risk),
-        to_vec(base),
-    );
     let n_tab = b.tab.size()[1] as usize;
     let t = b.steps as usize;
-    let mut out: Vec<Attribution> = (0..bsz as usize)
-        .map(|r| Attribution {
-            codes: vec![],
-            steps: as_[r * t..(r + 1) * t].to_vec(),
-            step_age: aa[r * t..(r + 1) * t].to_vec(),
-            tab: at[r * n_tab..(r + 1) * n_tab].to_vec(),
-            risk: risk[r],
-            baseline: base[r],
+    acc.into_iter()
+        .zip(&os)
+        .map(|((gc, gs, gt), &o)| {
+            let ac = (gc * inv * &contrib).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+            let gx = gs * inv * &b.step_x;
+            let as_ = gx
+                .narrow(2, 0, 2)
+                .sum_dim_intlist([2i64].as_slice(), false, Kind::Float);
+            let aa = gx.select(2, 2);
+            let at = gt * inv * &b.tab;
+            let ov = Tensor::full([bsz], o, (Kind::Int64, dev));
+            let (risk, base) = tch::no_grad(|| {
+                (
+                    risk_of(b, &contrib, &b.step_x, &b.tab, &ov),
+                    risk_of(
+                        b,
+                        &contrib.zeros_like(),
+                        &b.step_x.zeros_like(),
+                        &b.tab.zeros_like(),
+                        &ov,
+                    ),
+                )
+            });
+            let (ac, as_, aa, at, risk, base) = (
+                to_vec(ac),
+                to_vec(as_),
+                to_vec(aa),
+                to_vec(at),
+                to_vec(risk),
+                to_vec(base),
+            );
+            let mut out: Vec<Attribution> = (0..bsz as usize)
+                .map(|r| Attribution {
+                    codes: vec![],
+                    steps: as_[r * t..(r + 1) * t].to_vec(),
+                    step_age: aa[r * t..(r + 1) * t].to_vec(),
+                    tab: at[r * n_tab..(r + 1) * n_tab].to_vec(),
+                    risk: risk[r],
+                    baseline: base[r],
+                })
+                .collect();
+            for (i, (r, _)) in b.code_pos.iter().enumerate() {
+                out[*r].codes.push(ac[i]);
+            }
+            out
         })
-        .collect();
-    for (i, (r, _)) in b.code_pos.iter().enumerate() {
-        out[*r].codes.push(ac[i]);
-    }
-    out
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::explain::{Factor, Namer, factors};
 use crate::model::bundle::{Model, RowRisks};
 use crate::model::data::Dataset;
 use crate::model::equations::{self, EquationRisks, Row};
-use crate::model::gru::{Batch, integrated_gradients};
+use crate::model::gru::{Batch, integrated_gradients_many};
 use crate::recommend::effects::Effects;
 use crate::recommend::whatif::{self, SequenceValues};
 use crate::recommend::{Recommendation, RuleSet};
@@ -342,22 +342,25 @@ impl<'a> Assessor<'a> {
         }
     }
 
-    /// Integrated-gradients factors per outcome at the reference horizon.
+    /// Integrated-gradients factors per outcome at the reference horizon (all outcomes in the
+    /// same passes).
     fn explain(&self, d: &Dataset, scope: &[usize], out: &mut [Assessment]) {
         let m = &self.model.manifest;
         let hr = self.ref_h();
+        let js: Vec<i64> = (0..m.outcomes.len())
+            .map(|oi| self.out_index(oi, hr) as i64)
+            .collect();
         for chunk in scope.chunks(256) {
             let b = Batch::new(d, chunk, &self.model.norm, self.model.device);
-            for (oi, o) in m.outcomes.iter().enumerate() {
-                let j = self.out_index(oi, hr);
-                let att = integrated_gradients(
-                    &self.model.net,
-                    &b,
-                    j as i64,
-                    &self.model.calibration.hazard_scale,
-                    &self.model.manifest.horizons_years,
-                    self.opts.ig_steps,
-                );
+            let atts = integrated_gradients_many(
+                &self.model.net,
+                &b,
+                &js,
+                &self.model.calibration.hazard_scale,
+                &self.model.manifest.horizons_years,
+                self.opts.ig_steps,
+            );
+            for (o, att) in m.outcomes.iter().zip(atts) {
                 for (a, &r) in att.iter().zip(chunk) {
                     let f = factors(a, d, r, self.columns, &self.namer);
                     out[r].factors.insert(o.clone(), f);

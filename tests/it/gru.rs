@@ -329,6 +329,32 @@ fn integrated_gradients_add_up_to_the_risk_difference() {
         }
     }
     eprintln!("IG completeness: worst error {worst:.2} of the tolerance");
+    // Both outputs in the same passes (as the scorer asks for them) give each output's own
+    // attributions: the (output, path point) copies are gathered back to the right output.
+    let both = gru::integrated_gradients_many(
+        &m.net,
+        &b,
+        &[1, 4],
+        &m.calibration.hazard_scale,
+        &m.manifest.horizons_years,
+        16,
+    );
+    for (k, j) in [1i64, 4].into_iter().enumerate() {
+        let one = gru::integrated_gradients(
+            &m.net,
+            &b,
+            j,
+            &m.calibration.hazard_scale,
+            &m.manifest.horizons_years,
+            16,
+        );
+        for (x, y) in one.iter().zip(&both[k]) {
+            assert_eq!(x.risk, y.risk);
+            for (p, q) in x.tab.iter().zip(&y.tab).chain(x.codes.iter().zip(&y.codes)) {
+                assert!((p - q).abs() < 1e-6, "output {j}: {p} vs {q}");
+            }
+        }
+    }
 }
 
 #[test]
