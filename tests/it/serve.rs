@@ -130,7 +130,8 @@ impl Drop for Service {
 
 fn start(config: &Path) -> Service {
     let mut child = bin()
-        .args(["serve", "--config"])
+        // -v: the info logs too must hold no patient id and no token.
+        .args(["-v", "serve", "--config"])
         .arg(config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -700,6 +701,10 @@ jku = ["{}/jwks.json"]
     let err = svc.stderr.lock().unwrap().join("\n");
     assert!(err.contains("feedback 1"), "{err}");
     assert!(err.contains("patient-view 3"), "{err}");
+    assert!(
+        err.contains("patient-view: 200") && err.contains("refused: 401"),
+        "the info logs are there to check: {err}"
+    );
     assert!(!err.contains(&pid), "no patient id in the service's output");
     assert!(
         !err.contains("fhir-access-token-xyz"),
