@@ -290,7 +290,28 @@ async fn gather(s: &AppState, pv: &hooks::PatientView) -> Result<Vec<String>, Re
                     ));
                 }
             };
-            let next = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
+            let doc = serde_json::from_str::<Value>(&text).ok();
+            // What came back must be what was asked: the patient in context, or a Bundle.
+            let fits = doc.as_ref().is_some_and(|v| {
+                if key == "patient" {
+                    v["resourceType"] == "Patient"
+                        && v["id"].as_str() == Some(pv.patient_id.as_str())
+                } else {
+                    v["resourceType"] == "Bundle"
+                }
+            });
+            if !fits {
+                s.counters
+                    .precondition_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(reason(
+                    StatusCode::PRECONDITION_FAILED,
+                    &format!(
+                        "prefetch.{key}: the fhirServer's answer is not the resource asked for"
+                    ),
+                ));
+            }
+            let next = doc.as_ref().and_then(|v| {
                 v["link"].as_array().and_then(|l| {
                     l.iter()
                         .find(|x| x["relation"] == "next")

@@ -340,6 +340,11 @@ fn cds_hooks_service_over_http() {
         ),
         (q("Encounter"), bundle_of("Encounter").to_string()),
         ("/jwks.json".into(), json!({"keys": [jku_jwk]}).to_string()),
+        // A server that answers with another patient than the one asked for.
+        (
+            "/fhir/Patient/someone-else".into(),
+            res["Patient"][0].to_string(),
+        ),
     ]);
     let down = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -549,6 +554,17 @@ jku = ["{}/jwks.json"]
         call(&hook, Some(tok), Some(request(only_patient, Some(&down)))).0,
         412
     );
+
+    // A FHIR server whose answer is not the resource asked for: 412 too.
+    let other = json!({"hook": "patient-view", "hookInstance": "x2",
+                       "context": {"patientId": "someone-else"}, "fhirServer": fhir_base});
+    let (s, text) = call(
+        &hook,
+        Some(es256(&claims(&hook, &jti()))),
+        Some(other.to_string().into_bytes()),
+    );
+    assert_eq!(s, 412, "{text}");
+    assert!(text.contains("not the resource asked for"), "{text}");
 
     // Every bad token: 401 with no detail.
     let body = request(full_prefetch.clone(), None);
