@@ -121,22 +121,46 @@ const COLORS: [&str; 7] = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f",
 ];
 
-/// An SVG line chart of several series on [0, xmax] x [0, ymax] with a legend.
+/// One line of a chart, with an optional confidence band: (x, low, high) per point.
+struct Series {
+    name: String,
+    points: Vec<(f64, f64)>,
+    band: Vec<(f64, f64, f64)>,
+}
+
+/// Wilson 95 % interval of a proportion `p` observed in `n`.
+fn wilson(p: f64, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let (n, z) = (n as f64, 1.96f64);
+    let d = 1.0 + z * z / n;
+    let c = (p + z * z / (2.0 * n)) / d;
+    let h = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / d;
+    ((c - h).max(0.0), (c + h).min(1.0))
+}
+
+/// Width of the legend column right of a chart's plot area (the legend never covers a curve).
+const LEGEND_W: f64 = 175.0;
+
+/// An SVG line chart of several series on [0, xmax] x [0, ymax]: bands drawn under their
+/// lines, the legend in its own column right of the plot.
 fn line_chart(
     title: &str,
     xlabel: &str,
     ylabel: &str,
-    series: &[(String, Vec<(f64, f64)>)],
+    series: &[Series],
     max: (f64, f64),
     diagonal: bool,
 ) -> String {
-    let (w, h, m) = (360.0, 300.0, 45.0);
-    let (pw, ph) = (w - m - 20.0, h - m - 30.0);
+    let (pw0, h, m) = (360.0, 300.0, 45.0);
+    let (pw, ph) = (pw0 - m - 20.0, h - m - 30.0);
+    let w = pw0 + LEGEND_W;
     let x = |v: f64| m + v / max.0 * pw;
     let y = |v: f64| 30.0 + ph - v / max.1 * ph;
     let mut s = format!(
         r#"<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{title}"><text x="{}" y="18" class="t">{title}</text>"#,
-        w / 2.0
+        pw0 / 2.0
     );
     let _ = write!(
         s,
@@ -174,18 +198,50 @@ fn line_chart(
             y(d)
         );
     }
-    for (i, (name, pts)) in series.iter().enumerate() {
+    for (i, se) in series.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
-        let path: Vec<String> = pts
+        if se.band.len() >= 2 {
+            let up = se
+                .band
+                .iter()
+                .map(|(a, _, hi)| format!("{:.1},{:.1}", x(a.min(max.0)), y(hi.min(max.1))));
+            let down = se
+                .band
+                .iter()
+                .rev()
+                .map(|(a, lo, _)| format!("{:.1},{:.1}", x(a.min(max.0)), y(lo.min(max.1))));
+            let _ = write!(
+                s,
+                r#"<polygon class="band" points="{}" fill="{c}" fill-opacity="0.12" stroke="none"/>"#,
+                up.chain(down).collect::<Vec<_>>().join(" ")
+            );
+        }
+    }
+    let lx = m + pw + 14.0;
+    for (i, se) in series.iter().enumerate() {
+        let c = COLORS[i % COLORS.len()];
+        let path: Vec<String> = se
+            .points
             .iter()
             .map(|(a, b)| format!("{:.1},{:.1}", x(a.min(max.0)), y(b.min(max.1))))
             .collect();
+        let ly = 40.0 + 15.0 * i as f64;
         let _ = write!(
             s,
-            r#"<polyline points="{}" fill="none" stroke="{c}" stroke-width="1.8"/><text x="{:.1}" y="{:.1}" class="leg" fill="{c}">{name}</text>"#,
+            r#"<polyline points="{}" fill="none" stroke="{c}" stroke-width="1.8"/><line x1="{lx:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{c}" stroke-width="2.5"/><text x="{:.1}" y="{ly:.1}" class="leg" fill="{c}">{}</text>"#,
             path.join(" "),
-            m + 8.0,
-            44.0 + 13.0 * i as f64
+            ly - 4.0,
+            lx + 14.0,
+            ly - 4.0,
+            lx + 18.0,
+            se.name
+        );
+    }
+    if series.iter().any(|se| se.band.len() >= 2) {
+        let _ = write!(
+            s,
+            r#"<text x="{lx:.1}" y="{:.1}" class="tick">shaded: 95 % interval</text>"#,
+            40.0 + 15.0 * series.len() as f64 + 6.0
         );
     }
     s.push_str("</svg>");
@@ -345,16 +401,15 @@ svg .tick{{font-size:10px;fill:#555}}svg .lab{{font-size:11px;text-anchor:middle
     h.push_str("</table><p>PCE and PREVENT give 10-year ASCVD risk: compare their ranking at other horizons, not their calibration. CHA2DS2-VASc covers people with atrial fibrillation only.</p>");
     for e in &r.evaluations {
         let _ = write!(h, r#"<h3>{}</h3><div class="charts">"#, esc(&e.outcome));
-        let roc: Vec<(String, Vec<(f64, f64)>)> = e
+        let roc: Vec<Series> = e
             .models
             .iter()
             .filter_map(|(m, g)| {
                 let a = g.get("all")?;
-                (!a.roc_curve.is_empty()).then(|| {
-                    (
-                        format!("{m} {}", f(a.auroc.map(|x| x.value))),
-                        a.roc_curve.clone(),
-                    )
+                (!a.roc_curve.is_empty()).then(|| Series {
+                    name: format!("{m} {}", f(a.auroc.map(|x| x.value))),
+                    points: a.roc_curve.clone(),
+                    band: vec![],
                 })
             })
             .collect();
@@ -366,20 +421,30 @@ svg .tick{{font-size:10px;fill:#555}}svg .lab{{font-size:11px;text-anchor:middle
             (1.0, 1.0),
             true,
         ));
-        let cal: Vec<(String, Vec<(f64, f64)>)> = e
+        // Each decile's observed rate with its Wilson 95 % interval: how far a curve may wander
+        // from the diagonal by chance alone.
+        let cal: Vec<Series> = e
             .models
             .iter()
             .filter_map(|(m, g)| {
                 let a = g.get("all")?;
-                Some((
-                    m.clone(),
-                    a.calibration_curve.iter().map(|c| (c.0, c.1)).collect(),
-                ))
+                Some(Series {
+                    name: m.clone(),
+                    points: a.calibration_curve.iter().map(|c| (c.0, c.1)).collect(),
+                    band: a
+                        .calibration_curve
+                        .iter()
+                        .map(|c| {
+                            let (lo, hi) = wilson(c.1, c.2);
+                            (c.0, lo, hi)
+                        })
+                        .collect(),
+                })
             })
             .collect();
         let top = cal
             .iter()
-            .flat_map(|(_, p)| p.iter().flat_map(|(a, b)| [*a, *b]))
+            .flat_map(|se| se.points.iter().flat_map(|(a, b)| [*a, *b]))
             .fold(0.01f64, f64::max)
             .min(1.0);
         h.push_str(&line_chart(
@@ -424,4 +489,62 @@ svg .tick{{font-size:10px;fill:#555}}svg .lab{{font-size:11px;text-anchor:middle
     }
     h.push_str("</table><p>Generated by ehr-risk; aggregates only, no patient identifiers.</p></body></html>\n");
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The x coordinates of every `<text class="leg">` and the plot's right edge.
+    fn legend_xs(svg: &str) -> Vec<f64> {
+        svg.split("<text x=\"")
+            .skip(1)
+            .filter(|t| t.contains("class=\"leg\""))
+            .map(|t| t.split('"').next().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn legends_sit_beside_the_plot_and_bands_under_the_curves() {
+        let s = |name: &str, band| Series {
+            name: name.into(),
+            points: vec![(0.0, 0.0), (0.5, 0.9), (1.0, 1.0)],
+            band,
+        };
+        let svg = line_chart(
+            "t",
+            "x",
+            "y",
+            &[
+                s(
+                    "gru",
+                    vec![(0.0, 0.0, 0.1), (0.5, 0.8, 1.0), (1.0, 0.9, 1.0)],
+                ),
+                s("logistic", vec![]),
+            ],
+            (1.0, 1.0),
+            true,
+        );
+        // The plot spans x in [45, 45 + 295]: every legend entry starts right of it.
+        let xs = legend_xs(&svg);
+        assert_eq!(xs.len(), 2);
+        assert!(xs.iter().all(|x| *x > 45.0 + 295.0), "{xs:?}");
+        assert_eq!(svg.matches("class=\"band\"").count(), 1);
+        assert!(
+            svg.find("class=\"band\"") < svg.find("<polyline"),
+            "band under the lines"
+        );
+        assert!(svg.contains("95 % interval"));
+    }
+
+    #[test]
+    fn wilson_interval_covers_the_rate_and_narrows_with_n() {
+        let (lo, hi) = wilson(0.1, 100);
+        assert!(lo < 0.1 && 0.1 < hi);
+        let (lo2, hi2) = wilson(0.1, 10_000);
+        assert!(hi2 - lo2 < (hi - lo) / 5.0);
+        assert_eq!(wilson(0.0, 0), (0.0, 1.0));
+        let (lo, _) = wilson(0.0, 50);
+        assert_eq!(lo, 0.0);
+    }
 }
