@@ -313,7 +313,7 @@ table{{border-collapse:collapse;font-size:13px;margin:8px 0}}td,th{{border:1px s
 th{{background:#f4f4f4}}td.l,th.l{{text-align:left}}.cards{{display:flex;gap:12px;flex-wrap:wrap}}
 .card{{border:1px solid #ddd;border-radius:6px;padding:8px 14px}}.card b{{font-size:20px;display:block}}
 .charts{{display:flex;flex-wrap:wrap;gap:8px}}svg .t{{font-size:13px;text-anchor:middle;font-weight:600}}
-svg .tick{{font-size:10px;fill:#555}}svg .lab{{font-size:11px;text-anchor:middle}}svg .leg{{font-size:11px}}
+svg .tick{{font-size:10px;fill:#555}}svg .lab{{font-size:11px;text-anchor:middle}}svg .leg{{font-size:11px}}.few{{color:#aaa}}
 </style></head><body><h1>ehr-risk: heart-attack and stroke risk</h1>"#
     );
     // Cohort summary
@@ -456,6 +456,55 @@ svg .tick{{font-size:10px;fill:#555}}svg .lab{{font-size:11px;text-anchor:middle
             true,
         ));
         h.push_str("</div>");
+    }
+    // Censoring-aware calibration: what a risk means (issue 17).
+    if r.evaluations.iter().any(|e| !e.censoring_aware.is_empty()) {
+        h.push_str(r#"<h2 id="censoring-aware">Risks against what happened (censoring-aware) and against the truth</h2><p>Observed: the inverse-probability-of-censoring weighted cumulative incidence at the horizon (deaths compete, people not followed that long are weighted, never dropped). O/E per decile of predicted risk, lowest first; a decile with fewer than 20 events is in grey. True: the generator's exact risk (synthetic data only).</p><table id="oe-table"><tr><th class="l">output</th><th class="l">model</th><th>n</th><th>events</th><th>IPCW AUROC</th><th>observed</th><th>expected</th><th>O/E</th><th class="l">O/E by decile</th><th>mean pred / true</th></tr>"#);
+        for e in &r.evaluations {
+            for (model, c) in &e.censoring_aware {
+                // The equations are 10-year risks: held against what happened at 10 years only.
+                let ten_year_equation = model.starts_with("pce") || model.starts_with("prevent");
+                if ten_year_equation && !e.outcome.ends_with("_10y") {
+                    continue;
+                }
+                let deciles: Vec<String> = c
+                    .deciles
+                    .iter()
+                    .map(|(exp, obs, _, ev)| {
+                        // (a weighted rate of no events can come out as -0.0)
+                        let oe = if *exp > 0.0 {
+                            (obs / exp).max(0.0)
+                        } else {
+                            f64::NAN
+                        };
+                        if *ev >= 20 {
+                            format!("{oe:.2}")
+                        } else {
+                            format!(r#"<span class="few">{oe:.2}</span>"#)
+                        }
+                    })
+                    .collect();
+                let truth = e
+                    .against_truth
+                    .get(model)
+                    .map(|t| format!("{:.2}", t.ratio))
+                    .unwrap_or("-".into());
+                let _ = write!(
+                    h,
+                    r#"<tr><td class="l">{}</td><td class="l">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.2}</td><td class="l">{}</td><td>{truth}</td></tr>"#,
+                    esc(&e.outcome),
+                    esc(model),
+                    c.n,
+                    c.events,
+                    f(c.auroc),
+                    c.observed,
+                    c.expected,
+                    c.observed_over_expected,
+                    deciles.join(" ")
+                );
+            }
+        }
+        h.push_str("</table>");
     }
     // Subgroups
     h.push_str(r#"<h2 id="subgroups">Subgroups (AUROC, calibration slope; held-out)</h2><table id="subgroup-table"><tr><th class="l">output</th><th class="l">model</th><th class="l">subgroup</th><th>n</th><th>events</th><th>AUROC</th><th>slope</th></tr>"#);

@@ -379,6 +379,7 @@ fn report_renders_in_headless_chromium() {
         "id=\"models\"",
         "id=\"subgroup-table\"",
         "id=\"recommendation-counts\"",
+        "id=\"oe-table\"",
     ] {
         assert!(html.contains(id), "{id}");
     }
@@ -442,6 +443,9 @@ fn report_renders_in_headless_chromium() {
     assert!(dom.contains("Discrimination and calibration"));
     assert!(dom.contains("subjects scored"));
     assert!(dom.matches("<polyline").count() >= 12);
+    // Calibration curves carry their bands; legends sit beside the plots (issue 17).
+    assert!(dom.contains("class=\"band\""));
+    assert!(dom.contains("Risks against what happened"));
 }
 
 #[test]
