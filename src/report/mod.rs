@@ -365,12 +365,14 @@ svg .tick{{font-size:10px;fill:#555}}svg .lab{{font-size:11px;text-anchor:middle
             25,
         ));
     }
-    h.push_str(r#"</div><table id="tiers"><tr><th class="l">tier</th><th>subjects</th></tr>"#);
+    h.push_str(r#"</div><table id="tiers"><tr><th class="l">tier</th><th>subjects</th><th>share</th></tr>"#);
+    let all = r.tiers.values().sum::<u64>().max(1) as f64;
     for t in crate::score::TIERS {
+        let n = r.tiers.get(t).copied().unwrap_or(0);
         let _ = write!(
             h,
-            r#"<tr><td class="l">{t}</td><td>{}</td></tr>"#,
-            r.tiers.get(t).copied().unwrap_or(0)
+            r#"<tr><td class="l">{t}</td><td>{n}</td><td>{:.1}%</td></tr>"#,
+            n as f64 / all * 100.0
         );
     }
     h.push_str("</table>");
