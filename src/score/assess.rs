@@ -285,7 +285,9 @@ impl<'a> Assessor<'a> {
             })
             .collect();
         let scope: Vec<usize> = (0..d.len()).filter(|&r| explain[r]).collect();
-        self.model_responses(d, &scope, &mut out);
+        if self.opts.model_association {
+            self.model_responses(d, &scope, &mut out);
+        }
         self.explain(d, &scope, &mut out);
         out
     }

@@ -47,6 +47,9 @@ pub struct ScoreOptions {
     pub top_factors: usize,
     /// Integrated-gradients path points.
     pub ig_steps: usize,
+    /// On the explained rows, also the network's response to each recommendation's change
+    /// (an association, for analysts; the point of care does not show it).
+    pub model_association: bool,
 }
 
 impl Default for ScoreOptions {
@@ -59,6 +62,7 @@ impl Default for ScoreOptions {
             worklist_threshold: 0.20,
             top_factors: 5,
             ig_steps: 32,
+            model_association: true,
         }
     }
 }

@@ -67,6 +67,13 @@ pub struct Claims {
     pub jti: Option<String>,
 }
 
+/// The `jti`s seen and still within their lifetime. Expired ones are pruned when the map has
+/// doubled since the last pruning, so a request costs O(1) amortised, not a scan.
+struct Replay {
+    seen: HashMap<String, i64>,
+    prune_at: usize,
+}
+
 struct Issuer {
     keys: Vec<Jwk>,
     jku: Vec<String>,
@@ -77,7 +84,7 @@ pub struct Authenticator {
     leeway_s: u64,
     max_lifetime_s: i64,
     /// jti -> expiry (seconds since the epoch), pruned of expired entries as it grows.
-    seen: Mutex<HashMap<String, i64>>,
+    seen: Mutex<Replay>,
     jku_cache: tokio::sync::Mutex<HashMap<String, (Instant, Vec<Jwk>)>>,
     http: reqwest::Client,
 }
@@ -138,7 +145,10 @@ impl Authenticator {
             issuers: out,
             leeway_s,
             max_lifetime_s,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Replay {
+                seen: HashMap::new(),
+                prune_at: 1024,
+            }),
             jku_cache: tokio::sync::Mutex::new(HashMap::new()),
             http,
         })
@@ -223,15 +233,16 @@ impl Authenticator {
         if c.exp - now > self.max_lifetime_s {
             return Err(AuthError::Lifetime);
         }
-        let mut seen = self.seen.lock().expect("jti lock");
-        if seen.len() > 10_000 {
+        let mut r = self.seen.lock().expect("jti lock");
+        if r.seen.len() >= r.prune_at {
             let cut = now - self.leeway_s as i64;
-            seen.retain(|_, exp| *exp >= cut);
+            r.seen.retain(|_, exp| *exp >= cut);
+            r.prune_at = (2 * r.seen.len()).max(1024);
         }
-        if seen.contains_key(&jti) {
+        if r.seen.contains_key(&jti) {
             return Err(AuthError::Replay);
         }
-        seen.insert(jti, c.exp);
+        r.seen.insert(jti, c.exp);
         Ok(c)
     }
 }

@@ -488,6 +488,8 @@ pub fn run(
             crate::score::Explain::None
         },
         ig_steps: config.ig_steps,
+        // The card shows the trials' effects; the network's association is for analysts.
+        model_association: false,
         ..Default::default()
     };
     // One row per request: one libtorch thread per worker, the workers run side by side.
