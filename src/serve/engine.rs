@@ -5,7 +5,9 @@
 //! with the patient's history in the lake when the patient id resolves to a lake subject (exact
 //! duplicates dropped as at ingest), and become features at "now" by the same point-in-time
 //! function, then the same model, rules and trial effects. So the same patient gives the same
-//! risk through both paths (tested).
+//! risk through both paths (tested). Requests that arrive together are scored in one batch by a
+//! worker (their risks then agree with the batch path to f32 precision, the batch's shape
+//! changing the summation order; alone, bit for bit).
 
 use crate::cohort::spec::Task;
 use crate::features::compute::{Visibility, Vocab, features_at};
@@ -15,14 +17,14 @@ use crate::ingest::time::TimeContext;
 use crate::ingest::{Ctx, InputPolicy, SubjectSet};
 use crate::lake::{Lake, shard_of, write};
 use crate::model::bundle::Model;
-use crate::model::data::Dataset;
+use crate::model::data::{Dataset, MemoryRow};
 use crate::recommend::RuleSet;
 use crate::recommend::effects::Effects;
 use crate::schema::{Event, subject_id_for};
 use crate::score::{Assessment, Assessor, ScoreOptions};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 
 /// Provenance file id of events that came with a request (never an input file's).
 const REQUEST_FILE_ID: u64 = 0xC0_5E_00_00_00_01;
@@ -50,20 +52,78 @@ pub struct PatientResult {
     pub skipped: u64,
 }
 
-/// The loaded model, lake metadata and rules, shared by every request. libtorch modules are not
-/// `Sync`, so the model is loaded once per worker and requests check one out of the pool.
+/// Rows scored together at most: requests that arrive while a worker is busy wait, and the
+/// worker then takes up to this many in one batch (libtorch's per-operation cost, paid once).
+const MAX_BATCH: usize = 32;
+
+/// A patient's model inputs waiting to be scored, and where the assessment goes.
+struct Job {
+    row: MemoryRow,
+    reply: mpsc::Sender<Option<Assessment>>,
+}
+
+/// What a scoring worker needs besides its model.
+struct Scoring {
+    columns: Vec<String>,
+    rules: RuleSet,
+    effects: Effects,
+    opts: ScoreOptions,
+}
+
+/// One worker: its own model (libtorch modules are not `Sync`), taking the jobs waiting in the
+/// queue in batches of up to [`MAX_BATCH`] rows.
+fn worker(model: Model, jobs: Arc<Mutex<mpsc::Receiver<Job>>>, s: Arc<Scoring>) {
+    loop {
+        let batch: Vec<Job> = {
+            let rx = jobs.lock().expect("queue lock");
+            let Ok(first) = rx.recv() else {
+                return; // the engine is gone
+            };
+            let mut v = vec![first];
+            while v.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => v.push(j),
+                    Err(_) => break,
+                }
+            }
+            v
+        };
+        let (rows, replies): (Vec<MemoryRow>, Vec<_>) =
+            batch.into_iter().map(|j| (j.row, j.reply)).unzip();
+        let scored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let d = Dataset::from_rows(s.columns.len(), rows);
+            let risks = model.predict(&d);
+            let assessor = Assessor::new(&model, &s.columns, &s.rules, &s.effects, &s.opts);
+            let eqs = assessor.equations(&d);
+            let explain = vec![s.opts.explain != crate::score::Explain::None; d.len()];
+            assessor.assess(&d, &risks, &eqs, &explain)
+        }));
+        match scored {
+            Ok(out) => {
+                for (r, a) in replies.into_iter().zip(out) {
+                    let _ = r.send(Some(a));
+                }
+            }
+            Err(_) => {
+                for r in replies {
+                    let _ = r.send(None);
+                }
+            }
+        }
+    }
+}
+
+/// The loaded model, lake metadata and rules, shared by every request. Scoring runs on worker
+/// threads, each with its own copy of the model; requests queue for them.
 pub struct Engine {
     pub manifest: crate::model::bundle::ModelManifest,
-    pool: Mutex<Vec<Model>>,
-    returned: Condvar,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    scoring: Arc<Scoring>,
     lake: Lake,
     known: SubjectSet,
     task: Task,
     compiled: Compiled,
     vocab: Vocab,
-    rules: RuleSet,
-    effects: Effects,
-    pub opts: ScoreOptions,
     /// Shards of the lake read so far, most recently used last, holding at most
     /// `max_cached_events` events together (at least the last shard read).
     cache: Mutex<VecDeque<(usize, ShardEvents, usize)>>,
@@ -113,27 +173,43 @@ impl Engine {
             ids: model.vocab.clone(),
             norm: model.value_norm.clone(),
         };
-        let mut pool = Vec::with_capacity(workers.max(1));
-        for _ in 1..workers.max(1) {
-            pool.push(load()?);
-        }
         let manifest = model.manifest.clone();
-        pool.push(model);
+        let scoring = Arc::new(Scoring {
+            columns: manifest.columns.clone(),
+            rules: RuleSet::builtin(),
+            effects: Effects::builtin(),
+            opts,
+        });
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut models = vec![model];
+        for _ in 1..workers.max(1) {
+            models.push(load()?);
+        }
+        for m in models {
+            let (rx, s) = (rx.clone(), scoring.clone());
+            std::thread::Builder::new()
+                .name("ehr-risk-scorer".into())
+                .spawn(move || worker(m, rx, s))
+                .map_err(|e| EngineError::Setup(format!("scoring thread: {e}")))?;
+        }
         Ok(Engine {
             manifest,
-            pool: Mutex::new(pool),
-            returned: Condvar::new(),
+            jobs: Mutex::new(tx),
+            scoring,
             lake,
             known,
             task,
             compiled,
             vocab,
-            rules: RuleSet::builtin(),
-            effects: Effects::builtin(),
-            opts,
             cache: Mutex::new(VecDeque::new()),
             max_cached_events,
         })
+    }
+
+    /// Factors listed per outcome on a card.
+    pub fn top_factors(&self) -> usize {
+        self.scoring.opts.top_factors
     }
 
     /// The lake subject of a FHIR Patient id, when the lake knows it.
@@ -229,38 +305,20 @@ impl Engine {
         crate::ingest::driver::merge_dedupe(&mut events, &new_ids);
         let vis = Visibility::new(&events);
         let (tab, steps) = features_at(&events, &vis, now, &compiled, &self.task, &self.vocab);
-        let d = Dataset::from_rows(
-            self.manifest.columns.len(),
-            vec![((subject, now), tab, steps)],
-        );
-        let model = {
-            let mut pool = self.pool.lock().expect("pool lock");
-            loop {
-                match pool.pop() {
-                    Some(m) => break m,
-                    None => pool = self.returned.wait(pool).expect("pool lock"),
-                }
-            }
-        };
-        let scored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let risks = model.predict(&d);
-            let assessor = Assessor::new(
-                &model,
-                &self.manifest.columns,
-                &self.rules,
-                &self.effects,
-                &self.opts,
-            );
-            let eqs = assessor.equations(&d);
-            let explain = vec![self.opts.explain != crate::score::Explain::None];
-            assessor
-                .assess(&d, &risks, &eqs, &explain)
-                .pop()
-                .expect("one row in, one assessment out")
-        }));
-        self.pool.lock().expect("pool lock").push(model);
-        self.returned.notify_one();
-        let assessment = scored.map_err(|_| EngineError::Setup("scoring panicked".into()))?;
+        let (reply, answer) = mpsc::channel();
+        self.jobs
+            .lock()
+            .expect("queue lock")
+            .send(Job {
+                row: ((subject, now), tab, steps),
+                reply,
+            })
+            .map_err(|_| EngineError::Setup("no scoring worker is running".into()))?;
+        let assessment = answer
+            .recv()
+            .ok()
+            .flatten()
+            .ok_or_else(|| EngineError::Setup("scoring failed".into()))?;
         Ok(PatientResult {
             assessment,
             in_lake,

@@ -83,7 +83,7 @@ fn default_timeout() -> u64 {
     10_000
 }
 fn default_concurrency() -> usize {
-    8
+    64
 }
 fn default_fetch_timeout() -> u64 {
     5_000
@@ -374,7 +374,7 @@ async fn patient_view(
         &result.assessment,
         &pv.hook_instance,
         &s.model_label,
-        s.engine.opts.top_factors,
+        s.engine.top_factors(),
     );
     let mut notes = Vec::new();
     if !result.in_lake {
