@@ -512,6 +512,47 @@ jku = ["{}/jwks.json"]
         "a what-if names its trial source: {detail}"
     );
 
+    // Requests that arrive together are scored in one batch: each still gets its own card, with
+    // the same risk to f32 precision.
+    let together: Vec<(u16, String)> = {
+        let bodies: Vec<(String, Vec<u8>)> = (0..12)
+            .map(|_| {
+                (
+                    es256(&claims(&hook, &jti())),
+                    request(full_prefetch.clone(), None),
+                )
+            })
+            .collect();
+        rt.block_on(async {
+            let calls = bodies.into_iter().map(|(tok, body)| {
+                let rq = http
+                    .post(&hook)
+                    .header("content-type", "application/json")
+                    .bearer_auth(tok)
+                    .body(body);
+                tokio::spawn(async move {
+                    let r = rq.send().await.unwrap();
+                    (r.status().as_u16(), r.text().await.unwrap())
+                })
+            });
+            let mut out = Vec::new();
+            for c in calls.collect::<Vec<_>>() {
+                out.push(c.await.unwrap());
+            }
+            out
+        })
+    };
+    for (s, body) in &together {
+        assert_eq!(*s, 200, "{body}");
+        let v: Value = serde_json::from_str(body).unwrap();
+        for o in ["mi", "stroke"] {
+            let served = v["cards"][0]["extension"]["ehr-risk"]["risk"][o]
+                .as_f64()
+                .unwrap();
+            assert!((served - alone[o]).abs() < 1e-6, "{o}: {served} in a batch");
+        }
+    }
+
     // No prefetch but the patient: fetched from the EHR's FHIR server with its bearer token.
     let only_patient = json!({"patient": full_prefetch["patient"]});
     let tok = sign(
@@ -716,7 +757,7 @@ jku = ["{}/jwks.json"]
     std::thread::sleep(Duration::from_millis(200));
     let err = svc.stderr.lock().unwrap().join("\n");
     assert!(err.contains("feedback 1"), "{err}");
-    assert!(err.contains("patient-view 3"), "{err}");
+    assert!(err.contains("patient-view 15"), "{err}");
     assert!(
         err.contains("patient-view: 200") && err.contains("refused: 401"),
         "the info logs are there to check: {err}"
