@@ -22,7 +22,7 @@ if ! [ -f "$PYDEPS/.ok2" ]; then
   touch "$PYDEPS/.ok2"
 fi
 # The FHIR R4 (4.0.1) models that validate the RiskAssessments in a test: fhir.resources 6.1
-# is the last release on R4 and needs pydantic 1, so it has a folder of its own.
+# carries R4 (6.5 already carries R4B, 4.3.0) and needs pydantic 1, so it has a folder of its own.
 FHIRDEPS=".pydeps-fhir"
 if ! [ -f "$FHIRDEPS/.ok1" ]; then
   echo "setup: installing the FHIR R4 validator (fhir.resources 6.1.0) into $FHIRDEPS" >&2
