@@ -89,14 +89,6 @@ impl AppliedEffect {
             format!(" ({})", self.dose)
         }
     }
-
-    /// outcome -> absolute change (negative is a reduction)
-    pub fn change(&self) -> BTreeMap<String, f64> {
-        self.risk
-            .iter()
-            .map(|(o, (b, a))| (o.clone(), a - b))
-            .collect()
-    }
 }
 
 /// A table of effects that cannot be used, with why.

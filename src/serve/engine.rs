@@ -212,12 +212,6 @@ impl Engine {
         self.scoring.opts.top_factors
     }
 
-    /// The lake subject of a FHIR Patient id, when the lake knows it.
-    pub fn subject_of(&self, patient_id: &str) -> Option<i64> {
-        let s = subject_id_for(PATIENT_ID_SYSTEM, patient_id);
-        self.known.contains(&s).then_some(s)
-    }
-
     /// A subject's events in the lake.
     fn history(&self, subject: i64) -> Result<Vec<Event>, EngineError> {
         let shard = shard_of(subject, self.lake.manifest.shards);
@@ -291,13 +285,20 @@ impl Engine {
             .into_iter()
             .filter(|e| e.subject_id == subject)
             .collect();
-        let mut compiled = self.compiled.clone();
-        let new_codes: std::collections::BTreeMap<String, Option<String>> = chunk
-            .descriptions
-            .into_iter()
-            .map(|(c, d)| (c, Some(d)))
-            .collect();
-        compiled.add_codes(&new_codes);
+        // Medications the lake has not seen join their treatments for this request only; the
+        // common case (no descriptions) borrows the engine's compiled spec.
+        let compiled = if chunk.descriptions.is_empty() {
+            std::borrow::Cow::Borrowed(&self.compiled)
+        } else {
+            let new_codes: std::collections::BTreeMap<String, Option<String>> = chunk
+                .descriptions
+                .into_iter()
+                .map(|(c, d)| (c, Some(d)))
+                .collect();
+            let mut c = self.compiled.clone();
+            c.add_codes(&new_codes);
+            std::borrow::Cow::Owned(c)
+        };
         if in_lake {
             events.extend(self.history(subject)?);
         }
