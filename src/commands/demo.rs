@@ -176,12 +176,12 @@ pub fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         csv: true,
         ..Default::default()
     };
-    let refs = crate::score::fhir::SubjectRefs::from_lake(&lake_dir, None)?;
+    let mut wb = crate::score::WriteBack::from_lake(&lake_dir, None, &model)?;
     let sum = crate::score::run(
         &model,
         &features,
         &crate::recommend::RuleSet::builtin(),
-        &refs,
+        &mut wb,
         &scores,
         &sopts,
         &mut |_, _| {},

@@ -118,8 +118,8 @@ pub fn score(a: ScoreArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         top_factors: a.top_factors,
         ..Default::default()
     };
-    let refs = match (&a.lake, &a.fhir_target) {
-        (Some(l), t) => crate::score::fhir::SubjectRefs::from_lake(l, t.as_deref())?,
+    let mut wb = match (&a.lake, &a.fhir_target) {
+        (Some(l), t) => crate::score::WriteBack::from_lake(l, t.as_deref(), &model)?,
         (None, Some(t)) => anyhow::bail!(
             "--fhir-target {t:?} needs --lake: the subject map there says how each patient is known to that system"
         ),
@@ -129,7 +129,7 @@ pub fn score(a: ScoreArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         &model,
         &a.features,
         &rules,
-        &refs,
+        &mut wb,
         &a.out,
         &opts,
         &mut |i, n| {

@@ -11,6 +11,8 @@
 //! disease it treats (treated people are sicker), never a reason to stop it, so the lines a
 //! clinician reads list treatments apart ([`clinician_lines`]).
 
+pub mod basis;
+
 use crate::features::spec::{FeatureSpec, rules_match};
 use crate::model::data::Dataset;
 use crate::model::gru::Attribution;

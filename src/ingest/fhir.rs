@@ -396,6 +396,8 @@ struct Row<'s, 'c> {
     ctx: &'s Ctx<'c>,
     scope: &'s Scope<'s>,
     row: u64,
+    /// The resource's `id`, carried by each of its events (`source_record_id`).
+    id: Option<&'s str>,
 }
 
 impl Row<'_, '_> {
@@ -434,6 +436,7 @@ impl Row<'_, '_> {
             subject_id,
             source: crate::schema::source_name("fhir", source),
             provenance: self.ctx.provenance(self.row),
+            source_record_id: self.id.filter(|s| !s.is_empty()).map(String::from),
             ..Default::default()
         }
     }
@@ -929,7 +932,12 @@ fn one_resource(raw: &str, row: u64, ctx: &Ctx, scope: &Scope<'_>, c: &mut Chunk
         );
         return;
     }
-    let r = Row { ctx, scope, row };
+    let r = Row {
+        ctx,
+        scope,
+        row,
+        id: res.id.as_deref(),
+    };
     if res.resource_type.as_deref() == Some("Patient") {
         match patient(&res, &r, c, raw) {
             Ok((ident, events)) => {

@@ -49,12 +49,28 @@ fn base(ctx: &Ctx, row: &Row, table: &str, sid: i64) -> Event {
     event_of(ctx, row, "mimic", table, sid)
 }
 
+/// The column holding a row's own id: MIMIC-III's `ROW_ID` on every table; in MIMIC-IV, the
+/// tables that have one (a diagnosis row has none of its own).
+fn record_id_column(format: &str, table: &str) -> Option<&'static str> {
+    match (format, table) {
+        ("mimic3", _) => Some("row_id"),
+        (_, "patients") => Some("subject_id"),
+        (_, "admissions") => Some("hadm_id"),
+        (_, "labevents") => Some("labevent_id"),
+        (_, "prescriptions") => Some("pharmacy_id"),
+        _ => None,
+    }
+}
+
 /// An event of `format:table` (MIMIC-IV `mimic`, MIMIC-III `mimic3`) for this row.
 pub(super) fn event_of(ctx: &Ctx, row: &Row, format: &str, table: &str, sid: i64) -> Event {
     Event {
         subject_id: sid,
         source: crate::schema::source_name(format, table),
         provenance: ctx.provenance(row.line),
+        source_record_id: record_id_column(format, table)
+            .and_then(|c| row.get(c))
+            .map(String::from),
         ..Default::default()
     }
 }

@@ -263,6 +263,12 @@ fn base(ctx: &Ctx, row: &Row, table: &str, sid: i64) -> Event {
         subject_id: sid,
         source: crate::schema::source_name("omop", table),
         provenance: ctx.provenance(row.line),
+        // Each CDM table's primary key is `<table>_id` (`person_id`, `measurement_id`,
+        // `condition_occurrence_id`...); `death` has none.
+        source_record_id: match table {
+            "death" => None,
+            t => row.get(&format!("{t}_id")).map(String::from),
+        },
         ..Default::default()
     }
 }

@@ -48,6 +48,11 @@ fn base(ctx: &Ctx, row: &Row, table: &str, sid: i64) -> Event {
         subject_id: sid,
         source: crate::schema::source_name("synthea", table),
         provenance: ctx.provenance(row.line),
+        // Patients and encounters carry their own `Id`; the other tables' rows have none.
+        source_record_id: match table {
+            "patients" | "encounters" => row.get("id").map(String::from),
+            _ => None,
+        },
         ..Default::default()
     }
 }

@@ -591,6 +591,43 @@ impl Model {
         Ok(fm)
     }
 
+    /// The task and the feature spec this model was trained for, resolved against `lake`'s
+    /// codes (descendants, treatment code sets), as the features stage computes them: refused
+    /// when this build's built-in task or spec differs from the model's (the features would).
+    pub fn inputs_for(
+        &self,
+        lake: &crate::lake::Lake,
+    ) -> Result<(Task, crate::features::spec::Compiled), ModelError> {
+        use crate::features::spec::{Compiled, FeatureSpec};
+        let m = &self.manifest;
+        let mismatch = |message: String| ModelError::Mismatch {
+            dir: self.dir.display().to_string(),
+            message,
+        };
+        let task = Task::load(&m.task).map_err(|e| mismatch(format!("task {:?}: {e}", m.task)))?;
+        if task.hash != m.task_hash {
+            return Err(mismatch(format!(
+                "the model was trained for task {:?} with hash {}, this build's is {}",
+                m.task, m.task_hash, task.hash
+            )));
+        }
+        let spec = FeatureSpec::builtin();
+        if spec.hash() != m.feature_spec_hash {
+            return Err(mismatch(format!(
+                "the model's feature spec hash is {}, this build's is {}",
+                m.feature_spec_hash,
+                spec.hash()
+            )));
+        }
+        let codes_path = lake.root.join("metadata/codes.parquet");
+        let lake_err = |e: crate::lake::LakeError| io_err(&codes_path, e);
+        let codes = crate::lake::write::read_codes(&codes_path).map_err(lake_err)?;
+        let parents = crate::lake::write::read_code_parents(&codes_path).map_err(lake_err)?;
+        let compiled = Compiled::new(spec.with_descendants(&parents), &codes)
+            .map_err(|e| mismatch(e.to_string()))?;
+        Ok((task.with_descendants(&parents), compiled))
+    }
+
     /// Calibrated network risks (cumulative incidences) and baseline risks for every row of `d`.
     pub fn predict(&self, d: &Dataset) -> Vec<RowRisks> {
         let n_out = self.manifest.outputs.len();

@@ -48,6 +48,10 @@ pub struct Event {
     pub source: Cow<'static, str>,
     /// Which input row made this event; stored as `<input file id>:<row>`.
     pub provenance: Provenance,
+    /// The source's own id of the record this event came from (a FHIR resource's `id`, an OMOP
+    /// row's `*_id`), so outputs can point back at it (a RiskAssessment's `basis`); `None`
+    /// where the source row has no id of its own.
+    pub source_record_id: Option<String>,
 }
 
 /// Input file id (the first 48 bits of its content hash) and row. Two integers rather than a
@@ -170,7 +174,7 @@ pub fn source_name(format: &str, table: &str) -> Cow<'static, str> {
 }
 
 /// Names of the lake's columns, in order.
-pub const COLUMNS: [&str; 13] = [
+pub const COLUMNS: [&str; 14] = [
     "subject_id",
     "time",
     "code",
@@ -184,10 +188,11 @@ pub const COLUMNS: [&str; 13] = [
     "source_code",
     "source",
     "provenance",
+    "source_record_id",
 ];
 
 /// Extension columns beyond MEDS' core five, as listed in `dataset.json`.
-pub const EXTENSION_COLUMNS: [&str; 8] = [
+pub const EXTENSION_COLUMNS: [&str; 9] = [
     "unit",
     "end_time",
     "available_time",
@@ -196,6 +201,7 @@ pub const EXTENSION_COLUMNS: [&str; 8] = [
     "source_code",
     "source",
     "provenance",
+    "source_record_id",
 ];
 
 /// The lake's Arrow schema. `code` is `utf8` (the MEDS validator rejects `large_utf8` there);
@@ -218,6 +224,7 @@ pub fn event_schema() -> SchemaRef {
             Field::new("source_code", DataType::Utf8, true),
             Field::new("source", DataType::Utf8, false),
             Field::new("provenance", DataType::Utf8, false),
+            Field::new("source_record_id", DataType::Utf8, true),
         ]))
     })
     .clone()
@@ -247,6 +254,7 @@ impl Event {
             .then_with(|| self.provenance.cmp(&o.provenance))
             .then_with(|| cmp_opt(&self.visit_id, &o.visit_id))
             .then_with(|| cmp_opt(&self.source_code, &o.source_code))
+            .then_with(|| cmp_opt(&self.source_record_id, &o.source_record_id))
     }
 
     /// Order on the fields that define an exact duplicate (after subject and time).
@@ -314,6 +322,7 @@ pub fn to_batch(events: &[Event]) -> RecordBatch {
     let mut scode = StringBuilder::new();
     let mut source = StringBuilder::new();
     let mut prov = StringBuilder::with_capacity(n, n * 20);
+    let mut record = StringBuilder::new();
     let mut pbuf = String::with_capacity(32);
     for e in events {
         subject.append_value(e.subject_id);
@@ -331,6 +340,7 @@ pub fn to_batch(events: &[Event]) -> RecordBatch {
         pbuf.clear();
         e.provenance.write_to(&mut pbuf);
         prov.append_value(&pbuf);
+        record.append_option(e.source_record_id.as_deref());
     }
     let cols: Vec<ArrayRef> = vec![
         Arc::new(subject.finish()),
@@ -346,6 +356,7 @@ pub fn to_batch(events: &[Event]) -> RecordBatch {
         Arc::new(scode.finish()),
         Arc::new(source.finish()),
         Arc::new(prov.finish()),
+        Arc::new(record.finish()),
     ];
     RecordBatch::try_new(event_schema(), cols).expect("columns match the lake schema")
 }
@@ -457,6 +468,7 @@ pub fn from_batch(b: &RecordBatch) -> Result<Vec<Event>, SchemaMismatch> {
     let scode = strings(b, "source_code", false)?;
     let source = strings(b, "source", false)?;
     let prov = strings(b, "provenance", false)?;
+    let record = strings(b, "source_record_id", false)?;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         if sid.is_null(i) {
@@ -488,6 +500,7 @@ pub fn from_batch(b: &RecordBatch) -> Result<Vec<Event>, SchemaMismatch> {
                 .as_deref()
                 .map(Provenance::parse)
                 .unwrap_or_default(),
+            source_record_id: record[i].clone(),
         });
     }
     Ok(out)

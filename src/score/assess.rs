@@ -45,6 +45,8 @@ pub struct Assessment {
     pub factors: BTreeMap<String, Vec<Factor>>,
     pub recommendations: Vec<Recommendation>,
     pub explained: bool,
+    /// The source records behind the top factors (batch write-back with a lake; else empty).
+    pub basis: Vec<super::basis::BasisRecord>,
 }
 
 pub const TIERS: [&str; 4] = ["low", "borderline", "intermediate", "high"];
@@ -281,6 +283,7 @@ impl<'a> Assessor<'a> {
                     risk,
                     factors: BTreeMap::new(),
                     explained: false,
+                    basis: Vec::new(),
                 }
             })
             .collect();

@@ -208,7 +208,7 @@ pub fn risk_assessment(
         "method": {"coding": [{"system": "urn:ehr-risk:model", "code": "gru",
                                "display": format!("ehr-risk GRU {} ({}), weights {}", m.ehr_risk_version, m.task, &m.weights_hash[..12])}],
                    "text": "Recurrent network over the longitudinal record: discrete-time competing-risks hazards, recalibrated on a tuning split"},
-        "basis": [{"display": "Longitudinal EHR events in the 5-year look-back (ehr-risk features)"}],
+        "basis": basis(a, system),
         "prediction": predictions,
         "note": [{"text": format!("Risk tier: {} ({:.1}% risk of MI or stroke within {h:.0} years)", a.tier, a.any_risk * 100.0)}],
     });
@@ -222,6 +222,44 @@ pub fn risk_assessment(
         );
     }
     r
+}
+
+/// The identifier system of a source record that is not referenced literally.
+pub fn record_system(source: &str) -> String {
+    format!("urn:ehr-risk:source:{source}")
+}
+
+/// `basis`: the source records behind the top factors. A record of a FHIR export is referenced
+/// literally (`Observation/<id>`) when the receiving system is that export's own (the subject is
+/// its `Patient/<id>`); otherwise, and for other formats, by an identifier naming its source
+/// table and id. Records without an id of their own are named in `display` only. Without
+/// records (no lake given, or not explained), one display says what the score was computed from.
+pub fn basis(a: &Assessment, system: &str) -> Value {
+    if a.basis.is_empty() {
+        return json!([{"display": "Longitudinal EHR events in the 5-year look-back (ehr-risk features)"}]);
+    }
+    let literal = system == PATIENT_ID_SYSTEM;
+    a.basis
+        .iter()
+        .map(|b| {
+            let when = b
+                .known_at
+                .and_then(chrono::DateTime::from_timestamp_micros)
+                .map(|d| format!(", known {}", d.date_naive()))
+                .unwrap_or_default();
+            let display = format!("{}: {}{when} ({})", b.factor, b.code, b.source);
+            match (&b.record_id, b.source.strip_prefix("fhir:")) {
+                (Some(id), Some(ty)) if literal => {
+                    json!({"reference": format!("{ty}/{id}"), "display": display})
+                }
+                (Some(id), _) => json!({
+                    "identifier": {"system": record_system(&b.source), "value": id},
+                    "display": display,
+                }),
+                (None, _) => json!({"display": display}),
+            }
+        })
+        .collect()
 }
 
 /// The transaction Bundle's entry for a resource: a conditional update on its identifier, so

@@ -10,10 +10,15 @@
 //!   transaction Bundle of conditional updates;
 //! - `score_summary.json`: counts, tiers, recommendation counts.
 //!
+//! With the lake ([`WriteBack::from_lake`]), each RiskAssessment names the patient as the
+//! receiving system knows them and its `basis` points at the source records behind the top
+//! factors ([`basis`]).
+//!
 //! The assessment itself ([`assess`]) is pure and shared with the CDS Hooks service. Shards are
 //! read, scored and appended one at a time: memory is one shard whatever the cohort.
 
 pub mod assess;
+pub mod basis;
 pub mod fhir;
 pub mod table;
 pub mod worklist;
@@ -67,6 +72,28 @@ impl Default for ScoreOptions {
     }
 }
 
+/// Where the written-back scores go: how each subject is known to the receiving systems and,
+/// when the lake is given, the source records behind each score.
+#[derive(Default)]
+pub struct WriteBack {
+    pub refs: SubjectRefs,
+    pub basis: Option<basis::Basis>,
+}
+
+impl WriteBack {
+    /// The lake's subject map (restricted to `target` when given) and its events.
+    pub fn from_lake(
+        lake: &Path,
+        target: Option<&str>,
+        model: &Model,
+    ) -> Result<WriteBack, ModelError> {
+        Ok(WriteBack {
+            refs: SubjectRefs::from_lake(lake, target)?,
+            basis: Some(basis::Basis::open(lake, model)?),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct ScoreSummary {
     pub shards: usize,
@@ -81,6 +108,9 @@ pub struct ScoreSummary {
     /// Latest subjects the `--fhir-target` system does not know (no resource written).
     #[serde(default)]
     pub not_known_to_target: u64,
+    /// Source records referenced in the RiskAssessments' `basis` (with the lake).
+    #[serde(default)]
+    pub basis_records: u64,
     pub reference_horizon_years: u32,
     pub tiers: BTreeMap<String, u64>,
     pub recommendations: BTreeMap<String, u64>,
@@ -99,13 +129,16 @@ pub fn run(
     model: &Model,
     features: &Path,
     rules: &RuleSet,
-    refs: &SubjectRefs,
+    wb: &mut WriteBack,
     out: &Path,
     opts: &ScoreOptions,
     on_shard: &mut dyn FnMut(usize, usize),
 ) -> Result<ScoreSummary, ModelError> {
     let started = std::time::Instant::now();
     let fm = model.check_features(features)?;
+    if let Some(b) = &wb.basis {
+        b.check(features, &fm)?;
+    }
     std::fs::create_dir_all(out).map_err(|e| io(out)(e.to_string()))?;
     let path = out.join("scores.parquet");
     let tmp = out.join("scores.parquet.partial");
@@ -171,7 +204,7 @@ pub fn run(
         if let Some(c) = csv.as_mut() {
             table::write_csv(c, &b).map_err(io(&csv_path))?;
         }
-        for (r, a) in assessments.into_iter().enumerate() {
+        for (r, mut a) in assessments.into_iter().enumerate() {
             s.explained += a.explained as u64;
             if !is_latest[r] {
                 continue;
@@ -181,9 +214,12 @@ pub fn run(
             for rec in &a.recommendations {
                 *s.recommendations.entry(rec.id.clone()).or_default() += 1;
             }
-            let targets = refs.of(a.subject_id);
+            let targets = wb.refs.of(a.subject_id);
             if targets.is_empty() {
                 s.not_known_to_target += 1;
+            } else if let Some(b) = wb.basis.as_mut() {
+                a.basis = b.records(&a, opts.top_factors)?;
+                s.basis_records += a.basis.len() as u64;
             }
             for (system, value) in &targets {
                 let r = fhir::risk_assessment(model, &a, opts.top_factors, system, value);
@@ -194,7 +230,7 @@ pub fn run(
                     .map_err(|e| io(&bundle_path)(e.to_string()))?;
                 s.risk_assessments += 1;
             }
-            worklist.push(model, &a, refs)?;
+            worklist.push(model, &a, &wb.refs)?;
         }
         on_shard(i + 1, shards.len());
     }
@@ -209,7 +245,7 @@ pub fn run(
     bundle
         .finish()
         .map_err(|e| io(&bundle_path)(e.to_string()))?;
-    s.worklist = worklist.finish(&out.join("worklist.csv"), model, refs)?;
+    s.worklist = worklist.finish(&out.join("worklist.csv"), model, &wb.refs)?;
     s.seconds = started.elapsed().as_secs_f64();
     let sp = out.join("score_summary.json");
     std::fs::write(&sp, serde_json::to_string_pretty(&s).expect("json"))

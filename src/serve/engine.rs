@@ -11,7 +11,7 @@
 
 use crate::cohort::spec::Task;
 use crate::features::compute::{Visibility, Vocab, features_at};
-use crate::features::spec::{Compiled, FeatureSpec};
+use crate::features::spec::Compiled;
 use crate::ingest::fhir::{Medications, PATIENT_ID_SYSTEM, read_document};
 use crate::ingest::time::TimeContext;
 use crate::ingest::{Ctx, InputPolicy, SubjectSet};
@@ -143,26 +143,8 @@ impl Engine {
         let load = || Model::load(model_dir).map_err(|e| EngineError::Setup(e.to_string()));
         let model = load()?;
         let lake = Lake::open(lake_dir)?;
-        let task = Task::load(&model.manifest.task)
-            .map_err(|e| EngineError::Setup(format!("task {:?}: {e}", model.manifest.task)))?;
-        if task.hash != model.manifest.task_hash {
-            return Err(EngineError::Setup(format!(
-                "the model was trained for task {:?} with hash {}, this build's is {}",
-                model.manifest.task, model.manifest.task_hash, task.hash
-            )));
-        }
-        let spec = FeatureSpec::builtin();
-        if spec.hash() != model.manifest.feature_spec_hash {
-            return Err(EngineError::Setup(format!(
-                "the model's feature spec hash is {}, this build's is {}",
-                model.manifest.feature_spec_hash,
-                spec.hash()
-            )));
-        }
-        let codes = write::read_codes(&lake.root.join("metadata/codes.parquet"))?;
-        let parents = write::read_code_parents(&lake.root.join("metadata/codes.parquet"))?;
-        let task = task.with_descendants(&parents);
-        let compiled = Compiled::new(spec.with_descendants(&parents), &codes)
+        let (task, compiled) = model
+            .inputs_for(&lake)
             .map_err(|e| EngineError::Setup(e.to_string()))?;
         let known: SubjectSet =
             write::read_subject_map(&lake.root.join("metadata/subject_map.parquet"))?

@@ -646,3 +646,88 @@ codesets = ["acute_mi"]
     let all = ehr_risk::cohort::read_labels(&cohort.join("labels/mi_1y")).unwrap();
     assert_eq!(all.len(), 4, "every person labelled");
 }
+
+/// Issue 13: every event carries the id its source gave the record it came from (FHIR `id`,
+/// an OMOP table's `<table>_id`, Synthea's `Id` on patients and encounters, MIMIC-III's
+/// `ROW_ID`), and only that: the id is one of that table's ids in the export.
+#[test]
+fn events_carry_their_source_records_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let mini = demo();
+    ingest(
+        &lake,
+        &[
+            mini.join("fhir"),
+            mini.join("omop"),
+            mini.join("synthea"),
+            repo().join("tests/data/mimic3"),
+        ],
+    );
+    let v = LakeView::load(&lake);
+    let lower = |h: &csv::StringRecord| -> Vec<String> {
+        h.iter().map(|c| c.to_ascii_lowercase()).collect()
+    };
+    let ids_of = |path: &Path, column: &str| -> BTreeSet<String> {
+        let mut r = csv::Reader::from_path(path).unwrap();
+        let h = lower(r.headers().unwrap());
+        let i = h.iter().position(|c| c == column).unwrap();
+        r.records().map(|x| x.unwrap()[i].to_string()).collect()
+    };
+    let mut fhir_ids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in std::fs::read_dir(mini.join("fhir")).unwrap() {
+        for l in std::fs::read_to_string(f.unwrap().path()).unwrap().lines() {
+            let Ok(r) = serde_json::from_str::<serde_json::Value>(l) else {
+                continue;
+            };
+            if let (Some(t), Some(id)) = (r["resourceType"].as_str(), r["id"].as_str()) {
+                fhir_ids.entry(t.into()).or_default().insert(id.into());
+            }
+        }
+    }
+    let mut seen: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for e in &v.events {
+        let (format, table) = e.source.split_once(':').unwrap();
+        let id = e.source_record_id.as_deref();
+        let c = seen.entry(e.source.to_string()).or_default();
+        c.0 += 1;
+        c.1 += id.is_some() as usize;
+        match (format, table, id) {
+            ("fhir", t, Some(id)) => assert!(fhir_ids[t].contains(id), "{t}/{id}"),
+            ("omop", "death", None) => {}
+            ("omop", t, Some(id)) => assert!(
+                ids_of(&mini.join(format!("omop/{t}.csv")), &format!("{t}_id")).contains(id),
+                "{t} {id}"
+            ),
+            ("synthea", t @ ("patients" | "encounters"), Some(id)) => {
+                assert!(ids_of(&mini.join(format!("synthea/{t}.csv")), "id").contains(id))
+            }
+            ("synthea", _, None) => {}
+            ("mimic3", t, Some(id)) => {
+                let file = std::fs::read_dir(repo().join("tests/data/mimic3"))
+                    .unwrap()
+                    .map(|f| f.unwrap().path())
+                    .find(|p| {
+                        p.file_stem()
+                            .unwrap()
+                            .to_string_lossy()
+                            .to_ascii_lowercase()
+                            == t
+                    })
+                    .unwrap();
+                assert!(ids_of(&file, "row_id").contains(id), "{t} {id}");
+            }
+            (f, t, id) => panic!("{f}:{t} with record id {id:?}"),
+        }
+    }
+    for s in [
+        "fhir:Observation",
+        "fhir:Patient",
+        "omop:measurement",
+        "omop:person",
+        "mimic3:labevents",
+    ] {
+        let (n, with) = seen.get(s).copied().unwrap_or_default();
+        assert!(n > 0 && with == n, "{s}: {with} of {n} events carry an id");
+    }
+}

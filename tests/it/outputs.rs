@@ -57,12 +57,12 @@ pub fn outputs() -> &'static Path {
             csv: true,
             ..Default::default()
         };
-        let refs = ehr_risk::score::fhir::SubjectRefs::from_lake(&p.join("lake"), None).unwrap();
+        let mut wb = ehr_risk::score::WriteBack::from_lake(&p.join("lake"), None, &m).unwrap();
         ehr_risk::score::run(
             &m,
             &p.join("features"),
             &ehr_risk::recommend::RuleSet::builtin(),
-            &refs,
+            &mut wb,
             &p.join("scores"),
             &opts,
             &mut |_, _| {},
@@ -630,4 +630,136 @@ fn risk_assessments_and_their_transaction_bundle_validate_against_fhir_r4() {
             format!("RiskAssessment?identifier=urn:ehr-risk:risk-assessment|{ident}")
         );
     }
+}
+
+/// Issue 13: each RiskAssessment's `basis` points at the source records behind its top factors,
+/// by their ids in the exports the lake was built from: a FHIR record by `Type/id` (the
+/// receiving system is that export's own), an OMOP row by its table's id; each is a record of
+/// the same patient, dated before the prediction time.
+#[test]
+fn risk_assessment_basis_points_at_the_patients_source_records_known_before_the_time() {
+    let input = pipeline().join("in");
+    // FHIR: "Type/id" -> (patient id, date)
+    let mut fhir: HashMap<String, (String, String)> = HashMap::new();
+    for f in std::fs::read_dir(input.join("hospital_fhir")).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        for l in text.lines() {
+            // the synthetic exports carry malformed lines (quarantined at ingest)
+            let Ok(r) = serde_json::from_str::<serde_json::Value>(l) else {
+                continue;
+            };
+            let (Some(ty), Some(id)) = (r["resourceType"].as_str(), r["id"].as_str()) else {
+                continue;
+            };
+            let patient = match ty {
+                "Patient" => id.to_string(),
+                _ => r["subject"]["reference"]
+                    .as_str()
+                    .unwrap_or("")
+                    .trim_start_matches("Patient/")
+                    .to_string(),
+            };
+            let date = [
+                "birthDate",
+                "effectiveDateTime",
+                "onsetDateTime",
+                "recordedDate",
+                "authoredOn",
+            ]
+            .iter()
+            .find_map(|k| r[*k].as_str())
+            .or_else(|| r["period"]["start"].as_str())
+            .unwrap_or("")
+            .to_string();
+            fhir.insert(format!("{ty}/{id}"), (patient, date));
+        }
+    }
+    // OMOP: (table, id) -> (person_source_value, date)
+    let omop_dir = input.join("clinic_omop");
+    let persons: HashMap<String, String> = csv::Reader::from_path(omop_dir.join("person.csv"))
+        .unwrap()
+        .deserialize::<HashMap<String, String>>()
+        .filter_map(|r| {
+            let r = r.ok()?;
+            Some((
+                r.get("person_id")?.clone(),
+                r.get("person_source_value")?.clone(),
+            ))
+        })
+        .collect();
+    let mut omop: HashMap<(String, String), (String, String)> = HashMap::new();
+    for (table, date) in [
+        ("person", "birth_datetime"),
+        ("measurement", "measurement_date"),
+        ("condition_occurrence", "condition_start_date"),
+        ("drug_exposure", "drug_exposure_start_date"),
+        ("observation", "observation_date"),
+        ("visit_occurrence", "visit_start_date"),
+    ] {
+        for r in csv::Reader::from_path(omop_dir.join(format!("{table}.csv")))
+            .unwrap()
+            .deserialize::<HashMap<String, String>>()
+        {
+            let Ok(r) = r else { continue };
+            let (Some(id), Some(who), Some(d)) = (
+                r.get(&format!("{table}_id")),
+                r.get("person_id").and_then(|p| persons.get(p)),
+                r.get(date),
+            ) else {
+                continue;
+            };
+            omop.insert((table.to_string(), id.clone()), (who.clone(), d.clone()));
+        }
+    }
+    let before = |date: &str, t: &chrono::DateTime<chrono::FixedOffset>| -> bool {
+        if date.contains('T') {
+            chrono::DateTime::parse_from_rfc3339(date).unwrap() <= *t
+        } else {
+            date.get(..10).unwrap_or(date) < t.date_naive().to_string().as_str()
+        }
+    };
+    let text = std::fs::read_to_string(outputs().join("scores/risk_assessments.ndjson")).unwrap();
+    let (mut with_literal, mut in_fhir, mut n, mut checked) = (0, 0, 0, 0);
+    for l in text.lines() {
+        let r: serde_json::Value = serde_json::from_str(l).unwrap();
+        n += 1;
+        let patient = &r["subject"]["reference"].as_str().unwrap()["Patient/".len()..];
+        let t = chrono::DateTime::parse_from_rfc3339(r["occurrenceDateTime"].as_str().unwrap())
+            .unwrap();
+        let mut literal = false;
+        for b in r["basis"].as_array().unwrap() {
+            assert!(b["display"].is_string(), "{b}");
+            if let Some(reference) = b["reference"].as_str() {
+                let (who, date) = fhir
+                    .get(reference)
+                    .unwrap_or_else(|| panic!("{reference} is not in the FHIR export"));
+                assert_eq!(who, patient, "{reference} is another patient's");
+                assert!(before(date, &t), "{reference} dated {date}, after {t}");
+                literal = true;
+                checked += 1;
+            } else if let Some(sys) = b["identifier"]["system"].as_str() {
+                let table = sys.strip_prefix("urn:ehr-risk:source:omop:");
+                let Some(table) = table else {
+                    // Synthea's patients and encounters carry ids too
+                    assert!(sys.starts_with("urn:ehr-risk:source:synthea:"), "{sys}");
+                    continue;
+                };
+                let id = b["identifier"]["value"].as_str().unwrap();
+                let (who, date) = omop
+                    .get(&(table.to_string(), id.to_string()))
+                    .unwrap_or_else(|| panic!("{table} {id} is not in the OMOP export"));
+                assert_eq!(who, patient, "{table} {id} is another patient's");
+                assert!(before(date, &t), "{table} {id} dated {date}, after {t}");
+                checked += 1;
+            }
+        }
+        with_literal += literal as usize;
+        in_fhir += fhir.contains_key(&format!("Patient/{patient}")) as usize;
+    }
+    assert_eq!(n as u64, summary().risk_assessments);
+    assert!(
+        with_literal * 10 >= in_fhir * 9,
+        "{with_literal} of {n} RiskAssessments reference a FHIR record; {in_fhir} patients are in the FHIR export"
+    );
+    assert!(checked as u64 * 2 >= summary().basis_records, "{checked}");
 }
