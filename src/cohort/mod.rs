@@ -83,7 +83,7 @@ pub fn data_end(lake: &Lake) -> Result<i64, CohortError> {
         .filter(|i| lake.shard_indices().contains(i))
         .map(|i| {
             Ok(lake
-                .read_shard(i)?
+                .read_shard_analytic(i)?
                 .iter()
                 .filter_map(labels::observed_until)
                 .max()
@@ -182,7 +182,7 @@ pub fn run(lake_dir: &Path, task: &Task, out: &Path) -> Result<CohortSummary, Co
         .into_par_iter()
         .filter(|i| lake.shard_indices().contains(i))
         .map(|i| -> Result<ShardResult, CohortError> {
-            let events = lake.read_shard(i)?;
+            let events = lake.read_shard_analytic(i)?;
             let mut r = ShardResult {
                 subjects: 0,
                 times: 0,

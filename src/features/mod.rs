@@ -126,7 +126,7 @@ pub fn learn_vocab(lake: &Lake, min_count: u64) -> Result<Vocab, FeatureError> {
         .into_par_iter()
         .map(|i| {
             let mut acc = VocabCounts::default();
-            for e in lake.read_shard(i)? {
+            for e in lake.read_shard_analytic(i)? {
                 if splits.get(&e.subject_id).map(String::as_str) == Some("train") {
                     acc.add(&e);
                 }
@@ -184,7 +184,7 @@ pub fn run(
             if rows.is_empty() {
                 return Ok((0, 0));
             }
-            let events = lake.read_shard(i)?;
+            let events = lake.read_shard_analytic(i)?;
             let subjects: HashMap<i64, &[crate::schema::Event]> = by_subject(&events)
                 .map(|ev| (ev[0].subject_id, ev))
                 .collect();
@@ -359,7 +359,7 @@ pub fn audit(
     let mut rng = crate::rng::Rng::new(seed, 0, 77);
     let mut pick = crate::rng::Rng::new(seed, 0, 78);
     for i in 0..lake.manifest.shards {
-        let events = lake.read_shard(i)?;
+        let events = lake.read_shard_analytic(i)?;
         early.extend(known_too_early(&events, i));
         if checked >= sample {
             continue;

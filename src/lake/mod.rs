@@ -120,6 +120,16 @@ impl Lake {
     /// All events of one shard: empty if the shard was never written; an error if the
     /// manifest records events in it and the file is missing or holds another number of rows.
     pub fn read_shard(&self, i: usize) -> Result<Vec<Event>, LakeError> {
+        self.read_shard_as(i, Columns::All)
+    }
+
+    /// [`Lake::read_shard`] for the analytic stages (cohort, features, the point of care),
+    /// which never look at `source_record_id`: it is not decoded (one string per event saved).
+    pub fn read_shard_analytic(&self, i: usize) -> Result<Vec<Event>, LakeError> {
+        self.read_shard_as(i, Columns::Analytic)
+    }
+
+    fn read_shard_as(&self, i: usize, columns: Columns) -> Result<Vec<Event>, LakeError> {
         let p = self.shard_path(i);
         let recorded = self.manifest.shard_rows.get(&i).copied();
         if !p.exists() {
@@ -133,7 +143,7 @@ impl Lake {
                 _ => Ok(Vec::new()),
             };
         }
-        let events = read_events(&p)?;
+        let events = read_events_as(&p, columns)?;
         if let Some(n) = recorded
             && n != events.len() as u64
         {
@@ -174,22 +184,76 @@ impl Lake {
     }
 }
 
+/// Which columns of a shard are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Columns {
+    All,
+    /// All but `source_record_id` (left `None`).
+    Analytic,
+}
+
 /// Read a whole parquet file of events.
 pub fn read_events(p: &Path) -> Result<Vec<Event>, LakeError> {
+    read_events_as(p, Columns::All)
+}
+
+fn read_events_as(p: &Path, columns: Columns) -> Result<Vec<Event>, LakeError> {
     let corrupt = |m: String| LakeError::Corrupt {
         path: p.to_path_buf(),
         message: m,
     };
     let f = std::fs::File::open(p).map_err(io(p))?;
-    let r = ParquetRecordBatchReaderBuilder::try_new(f)
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(f)
         .map_err(|e| corrupt(e.to_string()))?
-        .with_batch_size(65536)
-        .build()
-        .map_err(|e| corrupt(e.to_string()))?;
+        .with_batch_size(65536);
+    if columns == Columns::Analytic {
+        let fields = builder.parquet_schema().root_schema().get_fields();
+        let keep: Vec<usize> = (0..fields.len())
+            .filter(|&i| fields[i].name() != "source_record_id")
+            .collect();
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), keep);
+        builder = builder.with_projection(mask);
+    }
+    let r = builder.build().map_err(|e| corrupt(e.to_string()))?;
     let mut out = Vec::new();
     for b in r {
         let b = b.map_err(|e| corrupt(e.to_string()))?;
         out.extend(from_batch(&b).map_err(|e| corrupt(e.to_string()))?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn analytic_reads_leave_out_source_record_ids_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("shard.parquet");
+        let events: Vec<Event> = (0..3)
+            .map(|i| Event {
+                subject_id: 7,
+                time: Some(i),
+                code: format!("C//{i}"),
+                numeric_value: Some(i as f32),
+                source: "fhir:Observation".into(),
+                source_record_id: Some(format!("obs-{i}")),
+                visit_id: Some("v".into()),
+                ..Default::default()
+            })
+            .collect();
+        write::write_events(&p, &events).unwrap();
+        assert_eq!(read_events(&p).unwrap(), events);
+        let analytic = read_events_as(&p, Columns::Analytic).unwrap();
+        let without: Vec<Event> = events
+            .iter()
+            .cloned()
+            .map(|mut e| {
+                e.source_record_id = None;
+                e
+            })
+            .collect();
+        assert_eq!(analytic, without);
+    }
 }

@@ -210,7 +210,7 @@ impl Engine {
         let by = match cached {
             Some(m) => m,
             None => {
-                let events = self.lake.read_shard(shard)?;
+                let events = self.lake.read_shard_analytic(shard)?;
                 let n = events.len();
                 let mut by: HashMap<i64, Vec<Event>> = HashMap::new();
                 for e in events {
