@@ -261,7 +261,7 @@ pub fn train(
     let logits = gru::predict_logits(&net, &tu, &norm, device, 1024);
     let n_outcomes = task.outcomes.len();
     let identity = gru::identity_scale(n_outcomes + 1);
-    let scale = gru::fit_scale(&tu, &logits, 500);
+    let scale = gru::fit_scale(&tu, &logits, 500, &gru::cause_events(&tr));
     let tuning_nll = (
         gru::mean_nll(&tu, &logits, &identity),
         gru::mean_nll(&tu, &logits, &scale),

@@ -544,12 +544,48 @@ fn targets(d: &Dataset) -> (Tensor, Tensor, Tensor) {
     )
 }
 
+/// Events per cause in `d`'s interval targets (each outcome, then death): the evidence a split
+/// holds about each cause's overall hazard level.
+pub fn cause_events(d: &Dataset) -> Vec<f64> {
+    let mut out = vec![0.0; d.n_outcomes + 1];
+    let per_row = d.n_outcomes * d.intervals;
+    for r in 0..d.len() {
+        for (o, n) in out.iter_mut().take(d.n_outcomes).enumerate() {
+            let s = r * per_row + o * d.intervals;
+            *n += d.event[s..s + d.intervals]
+                .iter()
+                .map(|&x| x as f64)
+                .sum::<f64>();
+        }
+        // death is the same in every outcome's slice: count it once
+        out[d.n_outcomes] += d.death[r * per_row..r * per_row + d.intervals]
+            .iter()
+            .map(|&x| x as f64)
+            .sum::<f64>();
+    }
+    out
+}
+
 /// Recalibration on the tuning split in time-to-event terms: the per-cause scaling of the
-/// hazard logits (the network frozen) that maximises the tuning likelihood under a weak prior
-/// around the identity (a ~ N(0, 0.5²), b ~ N(1, 0.5²): with few tuning events the scaling
-/// stays near the network's own, with many the data decide), by full-batch Adam from the
-/// identity. Deterministic (no random draw).
-pub fn fit_scale(d: &Dataset, logits: &[f32], iterations: usize) -> Vec<(f64, f64)> {
+/// hazard logits (the network frozen) that maximises the tuning likelihood, by full-batch Adam
+/// from the identity. Deterministic (no random draw).
+///
+/// Priors, centred on the network's own scaling: the offset at the mean logit (calibration in
+/// the large) with a precision of `offset_evidence[c]` (the training split's events of cause
+/// c), the slope with that precision times the spread of the logits (its information per event),
+/// besides a weak N(0, 0.5²) / N(1, 0.5²) pair. The network was fitted to those events by
+/// maximum likelihood, so its level and spread already carry that much evidence, and a tuning
+/// split a tenth the size moves them by its share, not by all of its sampling noise. Measured at
+/// 20,000 people (seed 11): the tuning split's 1-year MI rate sat 19 % above the truth; the free
+/// fit copied it into the level (held-out mean predicted / true 1.19 / 1.15 / 1.28 for MI at
+/// 1 / 5 / 10 years); holding the level only, it went into the slope (b 1.13, lowest decile
+/// 0.56); with both, 0.98 / 0.95 / 1.06 and deciles 0.78-1.26, AUROC unchanged.
+pub fn fit_scale(
+    d: &Dataset,
+    logits: &[f32],
+    iterations: usize,
+    offset_evidence: &[f64],
+) -> Vec<(f64, f64)> {
     let causes = d.n_outcomes + 1;
     if d.is_empty() {
         return identity_scale(causes);
@@ -568,10 +604,21 @@ pub fn fit_scale(d: &Dataset, logits: &[f32], iterations: usize) -> Vec<(f64, f6
         .build(&vs, 0.02)
         .expect("an optimiser over two small tensors");
     let n = d.len() as f64;
+    let evidence: Vec<f32> = (0..causes)
+        .map(|c| offset_evidence.get(c).copied().unwrap_or(0.0) as f32)
+        .collect();
+    let evidence = Tensor::from_slice(&evidence);
+    // the slope's information per event: the spread of the centred logits
+    let spread = zc
+        .view([d.len() as i64, causes as i64, -1])
+        .square()
+        .mean_dim([0i64, 2].as_slice(), false, Kind::Float);
     for _ in 0..iterations {
         opt.zero_grad();
         let a0 = &a - &b * &m;
-        let prior = (a0.square().sum(Kind::Float) + (&b - 1.0).square().sum(Kind::Float)) * 2.0;
+        let prior = (a0.square().sum(Kind::Float) + (&b - 1.0).square().sum(Kind::Float)) * 2.0
+            + ((&a - &m).square() * &evidence).sum(Kind::Float) * 0.5
+            + ((&b - 1.0).square() * &evidence * &spread).sum(Kind::Float) * 0.5;
         let l = (nll_of(log_probs_t(&zc, &a, &b, d.n_outcomes), &y) + prior) / n;
         l.backward();
         opt.step();
@@ -1142,7 +1189,7 @@ mod tests {
             logits.extend(row.0);
             logits.extend(row.1);
         }
-        let s = fit_scale(&d, &logits, 500);
+        let s = fit_scale(&d, &logits, 500, &[]);
         assert!(
             (s[0].0 + 1.0).abs() < 0.15 && (s[0].1 - 1.0).abs() < 0.1,
             "{s:?}"
@@ -1150,5 +1197,20 @@ mod tests {
         assert!(s[1].0.abs() < 0.3 && (s[1].1 - 1.0).abs() < 0.1, "{s:?}");
         let id = identity_scale(2);
         assert!(mean_nll(&d, &logits, &s) < mean_nll(&d, &logits, &id));
+        // Training evidence far beyond the tuning split's keeps the network's own level and
+        // spread; as much evidence as the tuning split has meets it about halfway.
+        let held = fit_scale(&d, &logits, 500, &[1e7, 1e7]);
+        assert!(
+            held.iter()
+                .all(|(a, b)| a.abs() < 0.02 && (b - 1.0).abs() < 0.02),
+            "{held:?}"
+        );
+        let e = cause_events(&d);
+        assert!(e[0] > 0.0 && e[1] > 0.0, "{e:?}");
+        let half = fit_scale(&d, &logits, 500, &e);
+        assert!(
+            half[0].0 < -0.25 && half[0].0 > -0.85,
+            "{half:?} against {s:?}"
+        );
     }
 }
