@@ -239,13 +239,16 @@ pub fn factors(
             windows,
         })
         .collect();
-    out.sort_by(|a, b| {
-        b.contribution
-            .abs()
-            .total_cmp(&a.contribution.abs())
-            .then(a.factor.cmp(&b.factor))
-    });
+    out.sort_by(largest_first);
     out
+}
+
+/// The order factors are listed in: largest absolute contribution first, then by name.
+pub fn largest_first(a: &Factor, b: &Factor) -> std::cmp::Ordering {
+    b.contribution
+        .abs()
+        .total_cmp(&a.contribution.abs())
+        .then(a.factor.cmp(&b.factor))
 }
 
 /// The `top` largest factors as a clinician reads them: risk factors, conditions and the rest

@@ -93,12 +93,7 @@ impl Basis {
             .values()
             .flat_map(|f| f.iter().take(top))
             .collect();
-        factors.sort_by(|x, y| {
-            y.contribution
-                .abs()
-                .total_cmp(&x.contribution.abs())
-                .then(x.factor.cmp(&y.factor))
-        });
+        factors.sort_by(|x, y| crate::explain::largest_first(x, y));
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for f in factors {
