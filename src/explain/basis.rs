@@ -23,35 +23,56 @@ enum Scope {
     Active,
 }
 
-/// Indices into `events` of the records behind `factor` at `t`, most recently known first,
-/// at most `max`. Factors that are not records (timing of care, rare codes) have none.
-pub fn events_behind(
-    factor: &str,
-    events: &[Event],
-    vis: &Visibility,
+/// One subject's records as known at one prediction time, asked factor by factor.
+pub struct Behind<'a> {
+    events: &'a [Event],
+    vis: Visibility,
+    /// Indices of the events visible at `t` (the features' rule), computed once.
+    seen: Vec<usize>,
     t: i64,
-    c: &Compiled,
-    task: &Task,
-    max: usize,
-) -> Vec<usize> {
-    let Some((scope, matches)) = selector(factor, c, task) else {
-        return vec![];
-    };
-    let w = &task.spec.window;
-    let from = match scope {
-        Scope::Ever => i64::MIN,
-        Scope::LookBack => t - w.lookback_years as i64 * MICROS_PER_YEAR,
-        Scope::Active => t - c.spec.active_days as i64 * MICROS_PER_DAY,
-    };
-    let mut found: Vec<(i64, usize)> = vis
-        .visible(t, w.same_time_is_future)
-        .into_iter()
-        .filter(|&i| vis.at(i).is_none_or(|a| a >= from) && matches(&events[i]))
-        .map(|i| (vis.at(i).unwrap_or(i64::MIN), i))
-        .collect();
-    // most recently known first; among equals, the lake order
-    found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    found.into_iter().take(max).map(|(_, i)| i).collect()
+    c: &'a Compiled,
+    task: &'a Task,
+}
+
+impl<'a> Behind<'a> {
+    /// `events`: one subject's, in lake order.
+    pub fn new(events: &'a [Event], t: i64, c: &'a Compiled, task: &'a Task) -> Behind<'a> {
+        let vis = Visibility::new(events);
+        let seen = vis.visible(t, task.spec.window.same_time_is_future);
+        Behind {
+            events,
+            vis,
+            seen,
+            t,
+            c,
+            task,
+        }
+    }
+
+    /// Indices into the events of the records behind `factor`, most recently known first, at
+    /// most `max`. Factors that are not records (timing of care, rare codes) have none.
+    pub fn of(&self, factor: &str, max: usize) -> Vec<usize> {
+        let Some((scope, matches)) = selector(factor, self.c, self.task) else {
+            return vec![];
+        };
+        let from = match scope {
+            Scope::Ever => i64::MIN,
+            Scope::LookBack => {
+                self.t - self.task.spec.window.lookback_years as i64 * MICROS_PER_YEAR
+            }
+            Scope::Active => self.t - self.c.spec.active_days as i64 * MICROS_PER_DAY,
+        };
+        let mut found: Vec<(i64, usize)> = self
+            .seen
+            .iter()
+            .copied()
+            .filter(|&i| self.vis.at(i).is_none_or(|a| a >= from) && matches(&self.events[i]))
+            .map(|i| (self.vis.at(i).unwrap_or(i64::MIN), i))
+            .collect();
+        // most recently known first; among equals, the lake order
+        found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        found.into_iter().take(max).map(|(_, i)| i).collect()
+    }
 }
 
 type Matcher<'a> = Box<dyn Fn(&Event) -> bool + 'a>;
@@ -173,9 +194,10 @@ mod tests {
         late.available_time = Some(t + 5 * DAY);
         events.push(late);
         events.sort_by(|a, b| a.lake_cmp(b));
-        let vis = Visibility::new(&events);
+        let behind = Behind::new(&events, t, &c, &task);
         let ids = |f: &str, max: usize| -> Vec<String> {
-            events_behind(f, &events, &vis, t, &c, &task, max)
+            behind
+                .of(f, max)
                 .into_iter()
                 .map(|i| events[i].source_record_id.clone().unwrap())
                 .collect()

@@ -1,15 +1,14 @@
 //! The source records that drove each written-back score. In: the lake the features were built
 //! from (refused if it is another one), the model's task and compiled feature spec, and an
 //! explained [`Assessment`]. Out: [`BasisRecord`]s, the lake events behind the assessment's
-//! top factors (`explain::basis` selects them with the features' own visibility rule), each
-//! with the source's id of the record it came from, for `RiskAssessment.basis`. The lake is read
-//! one shard at a time, the shard of the subjects being written.
+//! top factors (`explain::basis::Behind` selects them with the features' own visibility
+//! rule), each with the source's id of the record it came from, for `RiskAssessment.basis`.
+//! The lake is read one shard at a time, the shard of the subjects being written.
 
 use super::assess::Assessment;
 use crate::cohort::spec::Task;
-use crate::explain::basis::events_behind;
+use crate::explain::basis::Behind;
 use crate::features::FeatureManifest;
-use crate::features::compute::Visibility;
 use crate::features::spec::Compiled;
 use crate::lake::{Lake, shard_of};
 use crate::model::bundle::{Model, ModelError};
@@ -87,7 +86,7 @@ impl Basis {
         let lo = all.partition_point(|e| e.subject_id < a.subject_id);
         let hi = all.partition_point(|e| e.subject_id <= a.subject_id);
         let events = &all[lo..hi];
-        let vis = Visibility::new(events);
+        let behind = Behind::new(events, a.prediction_time, &self.compiled, &self.task);
         let mut factors: Vec<&crate::explain::Factor> = a
             .factors
             .values()
@@ -97,15 +96,7 @@ impl Basis {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for f in factors {
-            for i in events_behind(
-                &f.factor,
-                events,
-                &vis,
-                a.prediction_time,
-                &self.compiled,
-                &self.task,
-                RECORDS_PER_FACTOR,
-            ) {
+            for i in behind.of(&f.factor, RECORDS_PER_FACTOR) {
                 let e = &events[i];
                 // one entry per source record (a BP Observation holds two events)
                 let key = match &e.source_record_id {
