@@ -11,7 +11,7 @@ use ehr_risk::model::logistic::{LogisticModel, LogisticParams};
 fn logistic_and_pce_on_synthetic_cohort_against_the_oracle() {
     let d = tempfile::tempdir().unwrap();
     let opts = ehr_risk::synth::SynthOptions {
-        patients: 2500,
+        patients: 5000,
         seed: 5,
         ..Default::default()
     };
@@ -135,7 +135,10 @@ fn logistic_and_pce_on_synthetic_cohort_against_the_oracle() {
         e.models["logistic"].contains_key("sex=F") && e.models["logistic"].contains_key("age=65+")
     );
     assert!(a_oracle > 0.7, "the truth discriminates: {a_oracle}");
-    assert!(a_log > 0.65, "the baseline learns: {a_log}");
+    assert!(
+        a_log > 0.6 && a_log > a_oracle - 0.1,
+        "the baseline learns: {a_log} against the oracle's {a_oracle}"
+    );
     assert!(
         a_log <= a_oracle + 0.03,
         "no model beats the oracle by more than noise: {a_log} vs {a_oracle}"

@@ -5,7 +5,7 @@
 use crate::common::*;
 use ehr_risk::model::equations::pce::Sex;
 use ehr_risk::synth::export::DefectRates;
-use ehr_risk::synth::sim::{Dx, Person, Rx, SimOptions, micros, month_start};
+use ehr_risk::synth::sim::{Dx, MONTHS, Person, Rx, SimOptions, micros, month_start};
 use ehr_risk::synth::{SynthOptions, run};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -132,66 +132,100 @@ fn cohort(n: u64) -> Cohort {
     }
 }
 
-/// 10-year incidence of a first event after 2011-01-01 among people alive then, by sex and age band.
+/// Incidence of a first event per 1,000 person-years at ages [lo, hi), by sex, over the whole
+/// window: person-time counts from 2008 (or the birthday that enters the band) until the first
+/// event, death, leaving the band or the end, as community surveillance (ARIC) reports it.
 fn incidence(
     c: &Cohort,
     events: impl Fn(&Person) -> &Vec<i64>,
     sex: Sex,
     lo: f64,
     hi: f64,
-) -> (f64, usize) {
-    let t0 = month_start(36);
-    let (a, b) = (micros(t0), micros(month_start(36 + 120)));
-    let group: Vec<&Person> = c
-        .people
-        .iter()
-        .filter(|p| {
-            p.sex == sex && (lo..hi).contains(&p.age_at(t0)) && p.death.is_none_or(|d| d >= a)
-        })
-        .collect();
-    let hit = group
-        .iter()
-        .filter(|p| events(p).iter().any(|&t| t >= a && t < b))
-        .count();
-    (hit as f64 / group.len() as f64, group.len())
+) -> (f64, f64) {
+    let year = 365.25 * 86_400e6;
+    let (start, end) = (
+        micros(month_start(0)) as f64,
+        micros(month_start(MONTHS)) as f64,
+    );
+    let (mut cases, mut years) = (0usize, 0.0);
+    for p in c.people.iter().filter(|p| p.sex == sex) {
+        let birth = micros(p.birth) as f64;
+        let first = events(p).iter().min().map(|&t| t as f64);
+        let stop = [
+            Some(end),
+            p.death.map(|d| d as f64),
+            first,
+            Some(birth + hi * year),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(f64::INFINITY, f64::min);
+        let from = start.max(birth + lo * year);
+        if stop > from {
+            years += (stop - from) / year;
+        }
+        if let Some(t) = first {
+            let age = (t - birth) / year;
+            if (lo..hi).contains(&age) && t >= start {
+                cases += 1;
+            }
+        }
+    }
+    (1000.0 * cases as f64 / years, years)
 }
 
 #[test]
 fn incidence_treatment_and_risk_factors_are_plausible() {
     let c = cohort(40_000);
-    // Published annual rates per 1,000 (AHA Heart Disease and Stroke Statistics 2023 Update:
-    // MI or fatal CHD, ARIC community surveillance 2005-2014; first stroke, GCNKSS/ARIC), times
-    // ten years, with a band of x0.4 to x2.5 for a synthetic population built on PCE (which
-    // overestimates contemporary risk):
+    // The age and sex structure of US adults 30-84 in the 2010 Census: 19.6 % aged 65 or over,
+    // 51.6 % women (more with age: 59 % of those 75-84).
+    let start = month_start(0);
+    let share = |f: &dyn Fn(&Person) -> bool| {
+        c.people.iter().filter(|p| f(p)).count() as f64 / c.people.len() as f64
+    };
+    let old = share(&|p| p.age_at(start) >= 65.0);
+    let women = share(&|p| p.sex == Sex::Female);
+    let women_75 = share(&|p| p.sex == Sex::Female && p.age_at(start) >= 75.0)
+        / share(&|p| p.age_at(start) >= 75.0);
+    eprintln!("aged 65+: {old:.3}; women: {women:.3}; women among 75+: {women_75:.3}");
+    assert!((0.185..=0.207).contains(&old), "aged 65+ {old}");
+    assert!((0.505..=0.527).contains(&women), "women {women}");
+    assert!(
+        (0.56..=0.62).contains(&women_75),
+        "women among 75+ {women_75}"
+    );
+    // Published rates of a first event per 1,000 person-years (AHA Heart Disease and Stroke
+    // Statistics 2023 Update: MI or fatal CHD, ARIC community surveillance 2005-2014; first
+    // stroke, GCNKSS/ARIC), against person-time by current age in the synthetic world:
     //   MI men 45-54: 3.9, 55-64: 7.0, 65-74: 10.7; women 45-54: 1.3, 55-64: 2.8, 65-74: 5.5.
     //   Stroke (both sexes) 45-54: 2.0, 55-64: 3.5, 65-74: 7.0.
-    let mi_ranges = [
+    let mut rows = Vec::new();
+    for (sex, lo, hi, published) in [
         (Sex::Male, 45.0, 55.0, 3.9),
         (Sex::Male, 55.0, 65.0, 7.0),
         (Sex::Male, 65.0, 75.0, 10.7),
         (Sex::Female, 45.0, 55.0, 1.3),
         (Sex::Female, 55.0, 65.0, 2.8),
         (Sex::Female, 65.0, 75.0, 5.5),
-    ];
-    for (sex, lo, hi, per1000) in mi_ranges {
-        let (rate, n) = incidence(&c, |p| &p.mi, sex, lo, hi);
-        let published = per1000 * 10.0 / 1000.0;
-        eprintln!("MI 10y {sex:?} {lo}-{hi}: {rate:.4} (n={n}), published {published:.4}");
-        assert!(n > 1000, "{n}");
-        assert!(
-            (0.4 * published..=2.5 * published).contains(&rate),
-            "MI {sex:?} {lo}-{hi}: {rate:.4} vs published {published:.4}"
-        );
+    ] {
+        let (rate, years) = incidence(&c, |p| &p.mi, sex, lo, hi);
+        rows.push((format!("MI {sex:?} {lo}-{hi}"), rate, years, published));
     }
-    for (lo, hi, per1000) in [(45.0, 55.0, 2.0), (55.0, 65.0, 3.5), (65.0, 75.0, 7.0)] {
-        let (m, _) = incidence(&c, |p| &p.strokes, Sex::Male, lo, hi);
-        let (f, _) = incidence(&c, |p| &p.strokes, Sex::Female, lo, hi);
-        let rate = (m + f) / 2.0;
-        let published = per1000 * 10.0 / 1000.0;
-        eprintln!("stroke 10y {lo}-{hi}: {rate:.4}, published {published:.4}");
+    for (lo, hi, published) in [(45.0, 55.0, 2.0), (55.0, 65.0, 3.5), (65.0, 75.0, 7.0)] {
+        let (m, ym) = incidence(&c, |p| &p.strokes, Sex::Male, lo, hi);
+        let (f, yf) = incidence(&c, |p| &p.strokes, Sex::Female, lo, hi);
+        let rate = (m * ym + f * yf) / (ym + yf);
+        rows.push((format!("stroke {lo}-{hi}"), rate, ym + yf, published));
+    }
+    for (what, rate, years, published) in &rows {
+        eprintln!(
+            "{what}: {rate:.2} per 1,000 person-years ({years:.0} years), published {published:.1}, ratio {:.2}",
+            rate / published
+        );
+        assert!(*years > 20_000.0, "{what}: {years} person-years");
         assert!(
-            (0.4 * published..=2.5 * published).contains(&rate),
-            "stroke {lo}-{hi}: {rate:.4} vs {published:.4}"
+            (0.75 * published..=1.25 * published).contains(rate),
+            "{what}: {rate:.2} vs published {published:.1}"
         );
     }
     // Risk factors at visits and treatment rates.
