@@ -347,3 +347,73 @@ fn ground_truth_is_calibrated_against_drawn_events() {
         }
     }
 }
+
+/// The lake carries exactly the heart attacks and strokes the generator drew, person by person
+/// and day by day, whichever exports they landed in and however often they were copied (a
+/// population-level check: an outcome the lake adds or loses would bias every label).
+#[test]
+fn the_lake_holds_exactly_the_outcomes_the_generator_drew() {
+    let d = tempfile::tempdir().unwrap();
+    let (n, seed) = (1500, 13);
+    run(&d.path().join("in"), &opts(n, seed, 0.0), &|_| {}).unwrap();
+    let lake = d.path().join("lake");
+    let paths: Vec<_> = ["hospital_fhir", "clinic_omop", "synthea_csv"]
+        .iter()
+        .map(|x| d.path().join("in").join(x))
+        .collect();
+    assert_balanced(&ingest(&lake, &paths));
+    let v = LakeView::load(&lake);
+    let day = |t: i64| t.div_euclid(86_400_000_000);
+    let mi_codes = ["SNOMED//22298006", "ICD10CM//I21.9"];
+    let stroke_codes = [
+        "SNOMED//422504002",
+        "ICD10CM//I63.9",
+        "SNOMED//274100004",
+        "ICD10CM//I61.9",
+    ];
+    let mut lake_days: BTreeMap<(i64, &str), BTreeSet<i64>> = BTreeMap::new();
+    for e in &v.events {
+        let outcome = if mi_codes.contains(&e.code.as_str()) {
+            "mi"
+        } else if stroke_codes.contains(&e.code.as_str()) {
+            "stroke"
+        } else {
+            continue;
+        };
+        lake_days
+            .entry((e.subject_id, outcome))
+            .or_default()
+            .insert(day(e.time.expect("outcome events are timed")));
+    }
+    let sim = SimOptions {
+        duplicate_rate: SynthOptions::default().duplicate_rate,
+    };
+    let (mut drawn, mut found) = ([0usize; 2], [0usize; 2]);
+    for i in 0..n {
+        let p = Person::simulate(seed, i, &sim);
+        let sid = v.subject_of(&p.uuid).unwrap();
+        for (k, (outcome, times)) in [("mi", &p.mi), ("stroke", &p.strokes)]
+            .into_iter()
+            .enumerate()
+        {
+            let want: BTreeSet<i64> = times.iter().map(|&t| day(t)).collect();
+            let got = lake_days.remove(&(sid, outcome)).unwrap_or_default();
+            assert_eq!(
+                got, want,
+                "person {i}: {outcome} days in the lake against the generator's"
+            );
+            drawn[k] += want.len();
+            found[k] += got.len();
+        }
+    }
+    eprintln!(
+        "MI days drawn {} found {}; stroke days drawn {} found {}",
+        drawn[0], found[0], drawn[1], found[1]
+    );
+    assert!(
+        lake_days.is_empty(),
+        "outcomes for no person: {}",
+        lake_days.len()
+    );
+    assert!(drawn[0] > 20 && drawn[1] > 20, "{drawn:?}");
+}
