@@ -7,7 +7,8 @@
 //! is decided from it: the outcome inside it is true; death before it without the outcome is
 //! false (a cumulative incidence: the dead cannot have the outcome, and leaving them out would
 //! condition the label on surviving); follow-up that ends before it without either is censored
-//! (dropped or marked, per the task).
+//! (dropped or marked, per the task). Follow-up ends where the routine records say the person
+//! left ([`observation_end`]), never where an outcome's own records end.
 
 use super::spec::{CensorRule, PriorRule, Task, TimesKind};
 use crate::schema::Event;
@@ -143,6 +144,34 @@ pub fn observed_until(e: &Event) -> Option<i64> {
     e.time.max(end)
 }
 
+/// Until when a person is under observation: `observation_gap_days` after their last routine
+/// record, or the end of the extract if sooner (without a known extract end, the last record of
+/// any kind). A routine record is any timed record that is not a death and not an outcome's
+/// own care (from an outcome's time to `outcome_care_days` after it). Follow-up must not be
+/// extended by the events it is meant to observe: ended at the last record of any kind, it ran
+/// to an MI's admission for people who had one and stopped at the last visit for those who did
+/// not, so the events were always seen and the event-free person-time was cut short; labels,
+/// hazards and IPCW then put the incidence 5-20 % above the truth. Outcomes and deaths after the
+/// observation's end are not seen, whichever way they happened.
+pub fn observation_end(
+    events: &[Event],
+    outcome_starts: &[i64],
+    w: &super::spec::Window,
+    data_end: Option<i64>,
+) -> Option<i64> {
+    let care = w.outcome_care_days as i64 * MICROS_PER_DAY;
+    let own_care = |x: i64| outcome_starts.iter().any(|&s| (s..=s + care).contains(&x));
+    let last_routine = events
+        .iter()
+        .filter(|e| e.code != "MEDS_DEATH" && e.code != "MEDS_BIRTH")
+        .filter(|e| e.time.is_some_and(|x| !own_care(x)))
+        .filter_map(observed_until)
+        .max()?;
+    let gap = w.observation_gap_days as i64 * MICROS_PER_DAY;
+    let end = data_end.or_else(|| events.iter().filter_map(observed_until).max())?;
+    Some(last_routine.saturating_add(gap).min(end))
+}
+
 /// Label one subject (events sorted by time, static first). Returns rows and exclusions.
 pub fn label_subject(task: &Task, events: &[Event]) -> (Vec<LabelRow>, Vec<Exclusion>) {
     label_subject_until(task, events, None)
@@ -175,7 +204,6 @@ pub fn label_subject_until(
         .filter(|e| e.code != "MEDS_BIRTH")
         .filter_map(|e| e.time)
         .min();
-    let last_time = events.iter().filter_map(observed_until).max();
     // Per outcome: (event time, availability). Whether the outcome happens within a horizon is
     // a matter of its time; whether it is *prior* (known at the prediction time) of when it was
     // available, the clock the features use: an MI coded at the discharge of the stay that is
@@ -193,6 +221,8 @@ pub fn label_subject_until(
                 .collect()
         })
         .collect();
+    let outcome_starts: Vec<i64> = outcome_times.iter().flatten().map(|x| x.0).collect();
+    let observed_to = observation_end(events, &outcome_starts, w, data_end);
     let mut rows = Vec::new();
     let mut excluded = Vec::new();
     for t in prediction_times(task, events) {
@@ -213,7 +243,7 @@ pub fn label_subject_until(
             excluded.push(Exclusion::NotEnoughHistory);
             continue;
         }
-        if last_time.is_none_or(|l| l <= t) {
+        if observed_to.is_none_or(|l| l <= t) {
             excluded.push(Exclusion::NoFollowUp);
             continue;
         }
@@ -223,9 +253,7 @@ pub fn label_subject_until(
             .map(|ts| ts.iter().any(|&(_, avail)| before(avail)))
             .collect();
         let years = |x: i64| (x - t) as f64 / MICROS_PER_YEAR as f64;
-        // Follow-up ends at the last observation, or at the end of the extract (past it only
-        // outcomes could have been seen: keeping them would inflate the risk).
-        let until = last_time.map_or(t, |l| data_end.map_or(l, |d| l.min(d)));
+        let until = observed_to.unwrap_or(t);
         let survival = Survival {
             followup: years(until),
             death: death.filter(|&d| d <= until).map(years),
@@ -423,6 +451,66 @@ mod tests {
         );
         let (rows, _) = label_subject(&at("2015-02-01"), &e);
         assert!(rows[0].prior[0], "after the discharge it is prior");
+    }
+
+    /// Issue 17: follow-up is not extended by the events it observes. Seen last at a visit in
+    /// mid-2016 (gap 730 days), a person is followed to mid-2018 whether or not an MI admission
+    /// comes in 2019: the admission, its discharge and its aspirin are the MI's own care. A
+    /// routine visit in 2020 keeps them under observation to the extract's end, and then the
+    /// 2019 MI is seen. (Ended at the last record of any kind, the MI made its own follow-up:
+    /// events were always seen, event-free time cut short.)
+    #[test]
+    fn follow_up_ends_with_routine_records_not_with_the_outcomes_own() {
+        let task = task(|_| {});
+        let end = Some(t("2022-01-01"));
+        let mut e = base();
+        e.retain(|x| x.code != "ENCOUNTER//AMB");
+        e.extend([
+            ev("2010-01-01", "ENCOUNTER//AMB"),
+            ev("2016-07-01", "ENCOUNTER//AMB"),
+        ]);
+        let (rows, _) = label_subject_until(&task, &sorted(e.clone()), end);
+        let quiet = rows[0].survival.clone();
+        assert!((quiet.followup - 3.5).abs() < 0.01, "{quiet:?}");
+        let mut stay = ev("2019-03-01", "ENCOUNTER//IMP");
+        stay.end_time = Some(t("2019-03-06"));
+        let mut with_mi = e.clone();
+        with_mi.extend([
+            stay,
+            ev("2019-03-01", "ICD10CM//I21.4"),
+            ev("2019-03-01", "RXNORM//1191"),
+        ]);
+        let (rows, _) = label_subject_until(&task, &sorted(with_mi.clone()), end);
+        assert_eq!(
+            rows[0].survival, quiet,
+            "the MI's own records do not extend follow-up"
+        );
+        assert_eq!(
+            rows[0].values[0],
+            vec![
+                LabelValue::False,
+                LabelValue::Censored,
+                LabelValue::Censored
+            ]
+        );
+        with_mi.push(ev("2020-06-01", "ENCOUNTER//AMB"));
+        let (rows, _) = label_subject_until(&task, &sorted(with_mi), end);
+        let s = &rows[0].survival;
+        assert!((s.followup - 7.0).abs() < 0.01, "{s:?}");
+        assert!((s.events[0].unwrap() - 4.16).abs() < 0.01, "{s:?}");
+        // (10 years from 2015 runs past the extract's end: censored whatever was seen.)
+        assert_eq!(
+            rows[0].values[0],
+            vec![LabelValue::False, LabelValue::True, LabelValue::Censored]
+        );
+        // No routine record after the time (the 2016 visit is gone): not under observation.
+        let mut gone = e;
+        gone.retain(|x| x.time != Some(t("2016-07-01")));
+        let (rows, ex) = label_subject_until(&task, &sorted(gone), end);
+        assert!(
+            rows.is_empty() && ex == vec![Exclusion::NoFollowUp],
+            "{ex:?}"
+        );
     }
 
     /// Issue 17: death is the competing event, not censoring. Someone who dies in 2018

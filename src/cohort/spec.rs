@@ -68,6 +68,22 @@ pub struct Window {
     pub same_time_is_future: bool,
     pub prior_outcome: PriorRule,
     pub censoring: CensorRule,
+    /// A person is under observation until this many days after their last routine record
+    /// (or the end of the extract, if sooner); see [`super::labels::observation_end`].
+    #[serde(default = "default_observation_gap_days")]
+    pub observation_gap_days: u32,
+    /// Records within this many days after an outcome are that outcome's own care (the
+    /// admission, its discharge, its rehabilitation) and do not extend the observation.
+    #[serde(default = "default_outcome_care_days")]
+    pub outcome_care_days: u32,
+}
+
+fn default_observation_gap_days() -> u32 {
+    730
+}
+
+fn default_outcome_care_days() -> u32 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

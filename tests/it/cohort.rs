@@ -93,50 +93,47 @@ fn eunomia_mi_labels_match_an_independent_count_from_the_raw_tables() {
     });
     let summary = ehr_risk::cohort::run(&lake, &t, &d.path().join("cohort")).unwrap();
     let labels = read_labels(&d.path().join("cohort/labels/mi_5y"));
-    // Independently, from the CSV files: birth from year/month/day of birth; first and last
-    // dated record over the clinical tables; MI = condition concept 4329847 dated in
-    // [2010-01-01, 2015-01-01]; eligible = age 18-100, a record a year before, one after.
+    // Independently, from the CSV files: birth from year/month/day of birth; the first dated
+    // record over the clinical tables; MI = condition concept 4329847; observation from the
+    // records (a visit until its end date, a drug or condition at its start: a stop date is
+    // not a contact) to 730 days after the last one not within 30 days after an MI, or the
+    // extract's last date; eligible = age 18-100, a record a year before, observed after; an
+    // MI counts in (2010-01-01, 2015-01-01] when observed.
     let t0 = ts("2010-01-01");
     let end = t0 + 5 * MICROS_PER_YEAR;
+    let day = 86_400_000_000i64;
     let mut first: HashMap<String, i64> = HashMap::new();
-    let mut last: HashMap<String, i64> = HashMap::new();
+    let mut records: HashMap<String, Vec<i64>> = HashMap::new();
     let mut mi: HashMap<String, Vec<i64>> = HashMap::new();
     let tables = [
-        (
-            "condition_occurrence.csv",
-            vec!["condition_start_date", "condition_end_date"],
-        ),
-        (
-            "drug_exposure.csv",
-            vec!["drug_exposure_start_date", "drug_exposure_end_date"],
-        ),
-        ("procedure_occurrence.csv", vec!["procedure_date"]),
+        ("condition_occurrence.csv", "condition_start_date", None),
+        ("drug_exposure.csv", "drug_exposure_start_date", None),
+        ("procedure_occurrence.csv", "procedure_date", None),
         (
             "visit_occurrence.csv",
-            vec!["visit_start_date", "visit_end_date"],
+            "visit_start_date",
+            Some("visit_end_date"),
         ),
-        ("measurement.csv", vec!["measurement_date"]),
-        ("observation.csv", vec!["observation_date"]),
+        ("measurement.csv", "measurement_date", None),
+        ("observation.csv", "observation_date", None),
     ];
-    for (file, cols) in &tables {
+    let mut extract_end = i64::MIN;
+    for (file, start_col, end_col) in &tables {
         for r in csv_rows(&root.join(file)) {
             let p = r["person_id"].clone();
-            for (k, c) in cols.iter().enumerate() {
-                let Some(v) = r.get(*c).filter(|v| !v.is_empty()) else {
-                    continue;
-                };
-                let x = ts(v);
-                if k == 0 {
-                    let f = first.entry(p.clone()).or_insert(x);
-                    *f = (*f).min(x);
-                }
-                let l = last.entry(p.clone()).or_insert(x);
-                *l = (*l).max(x);
-            }
+            let Some(x) = r.get(*start_col).filter(|v| !v.is_empty()).map(|v| ts(v)) else {
+                continue;
+            };
+            let f = first.entry(p.clone()).or_insert(x);
+            *f = (*f).min(x);
+            let until = end_col
+                .and_then(|c| r.get(c).filter(|v| !v.is_empty()).map(|v| ts(v)))
+                .map_or(x, |e| e.max(x));
+            extract_end = extract_end.max(until);
+            records.entry(p.clone()).or_default().push(x);
+            records.entry(p.clone()).or_default().push(until);
             if *file == "condition_occurrence.csv" && r["condition_concept_id"] == "4329847" {
-                mi.entry(p.clone())
-                    .or_default()
-                    .push(ts(&r["condition_start_date"]));
+                mi.entry(p.clone()).or_default().push(x);
             }
         }
     }
@@ -148,17 +145,23 @@ fn eunomia_mi_labels_match_an_independent_count_from_the_raw_tables() {
             r["year_of_birth"], r["month_of_birth"], r["day_of_birth"]
         ));
         let age = (t0 - birth) as f64 / MICROS_PER_YEAR as f64;
+        let mis = mi.get(p).cloned().unwrap_or_default();
+        let observed = records
+            .get(p)
+            .into_iter()
+            .flatten()
+            .filter(|&&x| !mis.iter().any(|&m| (m..=m + 30 * day).contains(&x)))
+            .max()
+            .map(|l| (l + 730 * day).min(extract_end));
         let ok = (18.0..=100.0).contains(&age)
             && first
                 .get(p)
                 .is_some_and(|f| *f <= t0 - 365 * 86_400_000_000)
-            && last.get(p).is_some_and(|l| *l > t0);
+            && observed.is_some_and(|o| o > t0);
         if ok {
             eligible += 1;
-            positive += mi
-                .get(p)
-                .is_some_and(|v| v.iter().any(|x| (t0..=end).contains(x)))
-                as usize;
+            let seen = observed.unwrap().min(end);
+            positive += mis.iter().any(|x| (t0..=seen).contains(x)) as usize;
         }
     }
     assert!(positive > 3, "the window holds MIs: {positive}");
