@@ -310,6 +310,12 @@ mod tests {
 
     const DAY: i64 = MICROS_PER_DAY;
     const YEAR: i64 = MICROS_PER_YEAR;
+    /// Known free of the outcome at 1 year, censored at 5 and 10.
+    const ONE_YEAR_ONLY: [LabelValue; 3] = [
+        LabelValue::False,
+        LabelValue::Censored,
+        LabelValue::Censored,
+    ];
 
     fn t(s: &str) -> i64 {
         crate::ingest::time::TimeContext::default()
@@ -409,14 +415,7 @@ mod tests {
             rx,
         ]);
         let (rows, _) = label_subject(&task(|_| {}), &e);
-        assert_eq!(
-            rows[0].values[0],
-            vec![
-                LabelValue::False,
-                LabelValue::Censored,
-                LabelValue::Censored
-            ]
-        );
+        assert_eq!(rows[0].values[0], ONE_YEAR_ONLY.to_vec());
         // A stay that ends in 2020 is observation up to its discharge.
         let mut stay = ev("2019-12-01", "ENCOUNTER//IMP");
         stay.end_time = Some(t("2020-02-01"));
@@ -485,14 +484,7 @@ mod tests {
             rows[0].survival, quiet,
             "the MI's own records do not extend follow-up"
         );
-        assert_eq!(
-            rows[0].values[0],
-            vec![
-                LabelValue::False,
-                LabelValue::Censored,
-                LabelValue::Censored
-            ]
-        );
+        assert_eq!(rows[0].values[0], ONE_YEAR_ONLY.to_vec());
         with_mi.push(ev("2020-06-01", "ENCOUNTER//AMB"));
         let (rows, _) = label_subject_until(&task, &sorted(with_mi), end);
         let s = &rows[0].survival;
@@ -524,14 +516,7 @@ mod tests {
             ev("2017-01-01", "ENCOUNTER//AMB"),
         ]);
         let (rows, _) = label_subject(&task(|_| {}), &alive);
-        assert_eq!(
-            rows[0].values[0],
-            vec![
-                LabelValue::False,
-                LabelValue::Censored,
-                LabelValue::Censored
-            ]
-        );
+        assert_eq!(rows[0].values[0], ONE_YEAR_ONLY.to_vec());
         let s = &rows[0].survival;
         assert!((s.followup - 2.0).abs() < 0.01, "{s:?}");
         assert_eq!((s.death, s.events.clone()), (None, vec![None, None]));
