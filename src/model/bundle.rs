@@ -261,7 +261,13 @@ pub fn train(
     let logits = gru::predict_logits(&net, &tu, &norm, device, 1024);
     let n_outcomes = task.outcomes.len();
     let identity = gru::identity_scale(n_outcomes + 1);
-    let scale = gru::fit_scale(&tu, &logits, 500, &gru::cause_events(&tr));
+    // The prior holds the level where the training split's events put it, given the
+    // network's ranking: where the network stopped is not always there.
+    let logits_tr = gru::predict_logits(&net, &tr, &norm, device, 1024);
+    let centre = gru::level_shift(&tr, &logits_tr, 300);
+    drop(logits_tr);
+    tracing::info!(?centre, "training split's level against the network's");
+    let scale = gru::fit_scale(&tu, &logits, 500, &gru::cause_events(&tr), &centre);
     let tuning_nll = (
         gru::mean_nll(&tu, &logits, &identity),
         gru::mean_nll(&tu, &logits, &scale),
