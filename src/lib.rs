@@ -18,6 +18,7 @@ pub mod explain;
 pub mod features;
 pub mod ingest;
 pub mod lake;
+pub mod link;
 pub mod model;
 pub mod recommend;
 pub mod report;

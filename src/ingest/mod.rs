@@ -23,7 +23,7 @@ pub mod time;
 pub mod verdict;
 
 use crate::schema::units::units;
-use crate::schema::{Event, subject_id_for};
+use crate::schema::Event;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -113,23 +113,7 @@ impl Reject {
     }
 }
 
-/// A person identity seen in a source: `(system, value)` makes the subject id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Identity {
-    pub subject_id: i64,
-    pub system: String,
-    pub value: String,
-}
-
-impl Identity {
-    pub fn new(system: &str, value: &str) -> Identity {
-        Identity {
-            subject_id: subject_id_for(system, value),
-            system: system.into(),
-            value: value.into(),
-        }
-    }
-}
+pub use crate::schema::identity::{Identity, PersonRecord};
 
 /// How the ICD source values of an export that does not name their vocabulary are read (OMOP
 /// `*_source_value` without a known `*_source_concept_id`). Nothing is guessed unless the

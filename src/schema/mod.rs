@@ -6,6 +6,7 @@
 
 pub mod availability;
 pub mod codes;
+pub mod identity;
 pub mod units;
 
 use arrow::array::{
