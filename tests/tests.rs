@@ -22,6 +22,8 @@ mod ingest_real;
 mod lake_ops;
 #[path = "it/laws.rs"]
 mod laws;
+#[path = "it/link.rs"]
+mod link;
 #[path = "it/models.rs"]
 mod models;
 #[path = "it/outputs.rs"]

@@ -3,6 +3,7 @@
 pub mod cohort;
 pub mod ingest;
 pub mod lake;
+pub mod link;
 pub mod model;
 pub mod serve;
 pub mod synth;
@@ -42,6 +43,9 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Inspect a lake.
     Lake(lake::LakeArgs),
+    /// Identity resolution: which source records are one person (Fellegi-Sunter with EM,
+    /// review queue, clerical decisions).
+    Link(link::LinkArgs),
     /// Generate a synthetic population fragmented across FHIR, OMOP and Synthea exports, with
     /// ground-truth risk.
     Synth(synth::SynthArgs),

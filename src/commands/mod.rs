@@ -5,6 +5,7 @@ pub mod cohort;
 pub mod demo;
 pub mod ingest;
 pub mod lake;
+pub mod link;
 pub mod model;
 pub mod progress;
 pub mod serve;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Ingest(a) => ingest::run(a, quiet),
         Command::Lake(a) => lake::run(a),
+        Command::Link(a) => link::run(a),
         Command::Synth(a) => synth::run(a, quiet),
         Command::Cohort(a) => cohort::cohort(a, quiet),
         Command::Features(a) => cohort::features(a, quiet),

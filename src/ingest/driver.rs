@@ -266,6 +266,7 @@ fn read_spills(spills: &[SpillRef]) -> Result<Vec<Event>, IngestError> {
 struct Collected {
     quarantine: Vec<Quarantined>,
     identities: Vec<Identity>,
+    persons: Vec<crate::schema::identity::PersonRecord>,
     descriptions: BTreeMap<String, String>,
 }
 
@@ -276,6 +277,7 @@ impl Collected {
             known.insert(id.subject_id);
             self.identities.push(id);
         }
+        self.persons.append(&mut c.persons);
         for (code, d) in c.descriptions.drain() {
             match self.descriptions.get(&code) {
                 Some(old) if *old <= d => {}
@@ -546,6 +548,15 @@ pub fn run(
         .map(|i| (i.subject_id, split_of(i.subject_id)))
         .collect();
     write::write_subject_map(&txn.path("metadata/subject_map.parquet")?, &ids)?;
+    // Identity facts: the store's records and this run's, each distinct record once.
+    if !collected.persons.is_empty() {
+        let store = Lake::persons_rel();
+        let mut persons = write::read_persons(&lake.root.join(store))?;
+        persons.append(&mut collected.persons);
+        persons.sort();
+        persons.dedup();
+        write::write_persons(&txn.path(store)?, &persons)?;
+    }
     write::write_splits(&txn.path("metadata/subject_splits.parquet")?, &splits)?;
     // Ancestors (OMOP CONCEPT_ANCESTOR) of the codes the lake holds, with those recorded before.
     let mut parents = write::read_code_parents(&lake.root.join("metadata/codes.parquet"))?;

@@ -5,11 +5,12 @@
 //! deaths come from Patient.deceased*. Other resource types are counted as skipped, by type.
 //! Rows are lines (NDJSON) or entries (Bundle, 1-based in document order).
 
-use super::{Chunk, Ctx, Identity, Reject, measurement};
+use super::{Chunk, Ctx, Identity, PersonRecord, Reject, measurement};
 use crate::schema::Event;
 use crate::schema::codes::{
     Kind, encounter_code, fhir_vocab, gender_code, normalize, preference_rank,
 };
+use crate::schema::identity::IdField;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -165,6 +166,18 @@ struct Resource<'a> {
     deceased_date_time: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     extension: Vec<Extension<'a>>,
+    // Patient identity facts: kept raw, read only for a Patient (other types use these names
+    // for other shapes: a Location's `name` is a string).
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    address: Option<&'a RawValue>,
+    #[serde(borrow)]
+    identifier: Option<&'a RawValue>,
+    #[serde(borrow)]
+    telecom: Option<&'a RawValue>,
+    #[serde(borrow)]
+    link: Option<&'a RawValue>,
     // references
     #[serde(borrow)]
     subject: Option<Reference<'a>>,
@@ -483,6 +496,176 @@ fn status_skip(rt: &str, status: Option<&str>) -> Option<String> {
 }
 
 /// What to do with one resource.
+#[derive(Deserialize)]
+struct HumanName<'a> {
+    #[serde(borrow, rename = "use")]
+    use_: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    family: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    given: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    period: Option<Period<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Address<'a> {
+    #[serde(borrow, rename = "use")]
+    use_: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    line: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    city: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    state: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "postalCode")]
+    postal_code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    period: Option<Period<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Identifier<'a> {
+    #[serde(borrow)]
+    system: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    value: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "type")]
+    type_: Option<CodeableConcept<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ContactPoint<'a> {
+    #[serde(borrow)]
+    system: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    value: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct PatientLink<'a> {
+    #[serde(borrow)]
+    other: Option<Reference<'a>>,
+}
+
+/// Identifier systems and v2-0203 type codes that carry a national identifier.
+const NATIONAL_ID_SYSTEMS: [&str; 1] = ["http://hl7.org/fhir/sid/us-ssn"];
+const NATIONAL_ID_TYPES: [&str; 2] = ["SS", "NI"];
+
+/// A list element of a Patient field, or nothing when the field has another shape (identity
+/// facts are evidence for linkage, never a reason to reject the Patient's clinical facts).
+fn list<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Vec<T> {
+    raw.and_then(|r| serde_json::from_str::<Vec<T>>(r.get()).ok())
+        .unwrap_or_default()
+}
+
+/// The one of several (names, addresses) a record is compared by: current (no period end),
+/// then the preferred `use`, then the first.
+fn current<'x, T>(
+    items: &'x [T],
+    use_of: impl Fn(&T) -> Option<&str>,
+    ended: impl Fn(&T) -> bool,
+    preferred: &[&str],
+) -> Option<&'x T> {
+    let rank = |t: &T| {
+        let u = use_of(t).unwrap_or("");
+        (
+            ended(t) || u == "old",
+            preferred
+                .iter()
+                .position(|p| *p == u)
+                .unwrap_or(preferred.len()),
+        )
+    };
+    items
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, t)| (rank(t), *i))
+        .map(|(_, t)| t)
+}
+
+/// The identity facts of a Patient: names, birth date, sex, address, telecom, identifiers and
+/// `Patient.link`, for the identity store.
+fn patient_facts(res: &Resource, ident: &Identity) -> PersonRecord {
+    let mut p = PersonRecord::new(ident.clone());
+    let names: Vec<HumanName> = list(res.name);
+    let ended = |per: &Option<Period>| per.as_ref().is_some_and(|x| x.end.is_some());
+    if let Some(n) = current(
+        &names,
+        |n| n.use_.as_deref(),
+        |n| ended(&n.period),
+        &["official", "usual"],
+    ) {
+        if let Some(g) = n.given.first() {
+            p.set(IdField::GivenName, g);
+        }
+        if let Some(f) = n.family.as_deref() {
+            p.set(IdField::FamilyName, f);
+        }
+    }
+    if let Some(b) = res.birth_date.as_deref() {
+        p.set(IdField::BirthDate, b);
+    }
+    if let Some(g) = res.gender.as_deref() {
+        p.set(IdField::Sex, g);
+    }
+    let addresses: Vec<Address> = list(res.address);
+    if let Some(a) = current(
+        &addresses,
+        |a| a.use_.as_deref(),
+        |a| ended(&a.period),
+        &["home"],
+    ) {
+        if let Some(line) = a.line.first() {
+            p.set_street_line(line);
+        }
+        for (f, v) in [
+            (IdField::Locality, &a.city),
+            (IdField::State, &a.state),
+            (IdField::Postcode, &a.postal_code),
+        ] {
+            if let Some(v) = v.as_deref() {
+                p.set(f, v);
+            }
+        }
+    }
+    for t in list::<ContactPoint>(res.telecom) {
+        if t.system.as_deref() == Some("phone")
+            && let Some(v) = t.value.as_deref()
+        {
+            p.set(IdField::Phone, v);
+        }
+    }
+    for i in list::<Identifier>(res.identifier) {
+        let Some(v) = i.value.as_deref() else {
+            continue;
+        };
+        let ty = i
+            .type_
+            .as_ref()
+            .and_then(|t| t.coding.iter().find_map(|c| c.code.as_deref()));
+        let system = i.system.as_deref();
+        if system.is_some_and(|s| NATIONAL_ID_SYSTEMS.contains(&s))
+            || ty.is_some_and(|t| NATIONAL_ID_TYPES.contains(&t))
+        {
+            p.set(IdField::NationalId, v);
+        }
+        match (system, ty) {
+            (Some(s), _) => p.add_identifier(s, v),
+            (None, Some(t)) => p.add_identifier(&format!("type:{t}"), v),
+            (None, None) => p.add_identifier("", v),
+        }
+    }
+    for l in list::<PatientLink>(res.link) {
+        if let Some(r) = l.other.as_ref().and_then(|o| o.reference.as_deref()) {
+            let id = r.rsplit_once("Patient/").map_or(r, |(_, id)| id);
+            let id = id.split('/').next().unwrap_or(id);
+            p.add_identifier("link", id);
+        }
+    }
+    p
+}
+
 enum Outcome {
     Events(Vec<Event>),
     Skip(String),
@@ -941,6 +1124,7 @@ fn one_resource(raw: &str, row: u64, ctx: &Ctx, scope: &Scope<'_>, c: &mut Chunk
     if res.resource_type.as_deref() == Some("Patient") {
         match patient(&res, &r, c, raw) {
             Ok((ident, events)) => {
+                c.persons.push(patient_facts(&res, &ident));
                 c.identities.push(ident);
                 c.accept(events);
             }

@@ -188,10 +188,20 @@ fn load_omop(set: &InputSet) -> Result<omop::OmopContext, IngestError> {
             }
         }
     }
+    // location_id -> address_1, city, state, zip (identity facts of the people who live there).
+    let mut locations = HashMap::new();
+    if let Some(lp) = table(dir, "location") {
+        for r in load_lookup(&lp, &["location_id", "address_1", "city", "state", "zip"])? {
+            if let Some(Ok(id)) = r[0].as_deref().map(|v| omop::parse_id("location_id", v)) {
+                locations.insert(id, [r[1].clone(), r[2].clone(), r[3].clone(), r[4].clone()]);
+            }
+        }
+    }
     Ok(omop::OmopContext {
         concepts,
         ancestors,
         persons,
+        locations,
         export,
     })
 }

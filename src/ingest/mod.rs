@@ -22,8 +22,8 @@ pub mod tabular;
 pub mod time;
 pub mod verdict;
 
-use crate::schema::units::units;
 use crate::schema::Event;
+use crate::schema::units::units;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -238,6 +238,8 @@ pub struct Chunk {
     pub events: Vec<Event>,
     pub quarantine: Vec<Quarantined>,
     pub identities: Vec<Identity>,
+    /// The identity facts of the records that identities come from (PHI: identity store only).
+    pub persons: Vec<PersonRecord>,
     /// code -> description seen in the source (the smallest text wins, for determinism).
     pub descriptions: HashMap<String, String>,
     pub tally: Tally,
@@ -261,6 +263,7 @@ impl Chunk {
         self.events.append(&mut o.events);
         self.quarantine.append(&mut o.quarantine);
         self.identities.append(&mut o.identities);
+        self.persons.append(&mut o.persons);
         for (code, d) in o.descriptions.drain() {
             self.describe(&code, &d);
         }

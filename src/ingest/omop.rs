@@ -14,8 +14,9 @@
 
 use super::fhir::PATIENT_ID_SYSTEM;
 use super::tabular::Row;
-use super::{Chunk, Ctx, Identity, Reject, measurement, parse_number};
+use super::{Chunk, Ctx, Identity, PersonRecord, Reject, measurement, parse_number};
 use crate::schema::codes::{encounter_code, gender_code, normalize, vocabularies};
+use crate::schema::identity::IdField;
 use crate::schema::{Event, Stamp};
 use std::collections::HashMap;
 
@@ -118,6 +119,8 @@ pub struct OmopContext {
     pub ancestors: HashMap<i64, Vec<i64>>,
     /// person_id -> identity (from person.csv)
     pub persons: HashMap<i64, Identity>,
+    /// location_id -> address_1, city, state, zip (from `LOCATION`, when the export ships it).
+    pub locations: HashMap<i64, [Option<String>; 4]>,
     /// Export name used to qualify person_id when there is no person_source_value.
     pub export: String,
 }
@@ -135,6 +138,48 @@ pub fn parse_id(field: &str, v: &str) -> Result<i64, Reject> {
 }
 
 impl OmopContext {
+    /// The identity facts of a person row: birth date (as precise as the row), sex,
+    /// `person_source_value` and the address of its `location_id`.
+    fn facts(&self, row: &Row, ident: &Identity, year: i64, month: i64, day: i64) -> PersonRecord {
+        let mut p = PersonRecord::new(ident.clone());
+        let date = match (row.get("month_of_birth"), row.get("day_of_birth")) {
+            (Some(_), Some(_)) => format!("{year:04}{month:02}{day:02}"),
+            (Some(_), None) => format!("{year:04}{month:02}"),
+            _ => format!("{year:04}"),
+        };
+        p.set(IdField::BirthDate, &date);
+        match row
+            .get("gender_concept_id")
+            .and_then(|g| g.trim().parse::<i64>().ok())
+        {
+            Some(8507) => p.set(IdField::Sex, "m"),
+            Some(8532) => p.set(IdField::Sex, "f"),
+            _ => {}
+        }
+        if let Some(v) = row.get("person_source_value") {
+            p.add_identifier("omop:person_source_value", v);
+        }
+        let loc = row
+            .get("location_id")
+            .and_then(|l| parse_id("location_id", l).ok())
+            .and_then(|l| self.locations.get(&l));
+        if let Some([line, city, state, zip]) = loc {
+            if let Some(l) = line {
+                p.set_street_line(l);
+            }
+            for (f, v) in [
+                (IdField::Locality, city),
+                (IdField::State, state),
+                (IdField::Postcode, zip),
+            ] {
+                if let Some(v) = v {
+                    p.set(f, v);
+                }
+            }
+        }
+        p
+    }
+
     /// The lake code for a concept id: vocabulary code when known, `OMOP//<id>` otherwise.
     pub fn concept_code(&self, id: i64) -> Option<(String, Option<String>)> {
         if id == 0 {
@@ -324,6 +369,7 @@ pub fn person(o: &OmopContext, ctx: &Ctx, row: &Row, c: &mut Chunk) {
             e.code = format!("RACE//{}", r.to_ascii_lowercase());
             out.push(e);
         }
+        c.persons.push(o.facts(row, &ident, year, month, day));
         c.identities.push(ident);
         Ok::<_, Reject>(out)
     })();

@@ -14,9 +14,10 @@
 
 use super::fhir::PATIENT_ID_SYSTEM;
 use super::tabular::Row;
-use super::{Chunk, Ctx, Identity, Reject, measurement, parse_number};
+use super::{Chunk, Ctx, Identity, PersonRecord, Reject, measurement, parse_number};
 use crate::schema::Event;
 use crate::schema::codes::{encounter_code, gender_code, normalize};
+use crate::schema::identity::IdField;
 
 /// The tables read, with their required columns (lower case) in the current schema.
 pub const TABLES: [(&str, &[&str]); 6] = [
@@ -235,6 +236,39 @@ fn patient(ctx: &Ctx, row: &Row, c: &mut Chunk) -> Result<Vec<Event>, Reject> {
             out.push(e);
         }
     }
+    c.persons.push(facts(row, &ident));
     c.identities.push(ident);
     Ok(out)
+}
+
+/// The identity facts of a `patients.csv` row (SSN, DRIVERS, PASSPORT, names, address, ZIP).
+fn facts(row: &Row, ident: &Identity) -> PersonRecord {
+    let mut p = PersonRecord::new(ident.clone());
+    for (col, f) in [
+        ("first", IdField::GivenName),
+        ("last", IdField::FamilyName),
+        ("birthdate", IdField::BirthDate),
+        ("gender", IdField::Sex),
+        ("city", IdField::Locality),
+        ("state", IdField::State),
+        ("zip", IdField::Postcode),
+        ("ssn", IdField::NationalId),
+    ] {
+        if let Some(v) = row.get(col) {
+            p.set(f, v);
+        }
+    }
+    if let Some(a) = row.get("address") {
+        p.set_street_line(a);
+    }
+    for (col, system) in [
+        ("ssn", "http://hl7.org/fhir/sid/us-ssn"),
+        ("drivers", "urn:synthea:drivers"),
+        ("passport", "urn:synthea:passport"),
+    ] {
+        if let Some(v) = row.get(col) {
+            p.add_identifier(system, v);
+        }
+    }
+    p
 }

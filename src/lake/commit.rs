@@ -103,6 +103,10 @@ fn roll_forward(root: &Path) -> Result<(), LakeError> {
         if from.exists() {
             if let Some(d) = to.parent() {
                 std::fs::create_dir_all(d).map_err(io(d))?;
+                if rel.starts_with("identity/") {
+                    // The identity store's folder is its owner's alone.
+                    super::write::owner_only(d)?;
+                }
             }
             std::fs::rename(&from, &to).map_err(io(&to))?;
         }

@@ -109,6 +109,11 @@ impl Lake {
         })
     }
 
+    /// The identity store (PHI, owner-only): identity facts of every source record.
+    pub fn persons_rel() -> &'static str {
+        "identity/persons.parquet"
+    }
+
     pub fn shard_rel(i: usize) -> String {
         format!("data/shard-{i:04}.parquet")
     }

@@ -3,7 +3,8 @@
 //! settings are fixed (zstd, fixed `created_by`) so the same events give the same bytes.
 
 use super::{LakeError, io};
-use crate::ingest::{Identity, Quarantined};
+use crate::ingest::Quarantined;
+use crate::schema::identity::{IdField, Identity, PersonRecord};
 use crate::schema::{Event, event_schema, to_batch};
 use arrow::array::{
     Array, ArrayRef, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder, UInt64Array,
@@ -308,6 +309,110 @@ pub fn read_subject_map(p: &Path) -> Result<Vec<Identity>, LakeError> {
                 system: sys.value(i).into(),
                 value: v.value(i).into(),
             });
+        }
+    }
+    Ok(out)
+}
+
+/// Make a file readable and writable by its owner only (identity facts are PHI).
+pub fn owner_only(p: &Path) -> Result<(), LakeError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if p.is_dir() { 0o700 } else { 0o600 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(io(p))?;
+    }
+    Ok(())
+}
+
+/// `identity/persons.parquet`: one row per distinct identity record (system, value, the
+/// subject id, every [`IdField`] normalised, the record's other identifiers), sorted. Written
+/// owner-only.
+pub fn write_persons(p: &Path, persons: &[PersonRecord]) -> Result<(), LakeError> {
+    let mut fields = vec![
+        Field::new("system", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, false),
+        Field::new("subject_id", DataType::Int64, false),
+    ];
+    for f in IdField::ALL {
+        fields.push(Field::new(f.name(), DataType::Utf8, true));
+    }
+    fields.push(Field::new(
+        "identifiers",
+        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        false,
+    ));
+    let schema = Arc::new(Schema::new(fields));
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            persons.iter().map(|r| r.identity.system.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            persons.iter().map(|r| r.identity.value.as_str()),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            persons.iter().map(|r| r.identity.subject_id),
+        )),
+    ];
+    for f in IdField::ALL {
+        cols.push(Arc::new(StringArray::from_iter(
+            persons.iter().map(|r| r.get(f)),
+        )));
+    }
+    let mut list = ListBuilder::new(StringBuilder::new());
+    for r in persons {
+        for x in &r.identifiers {
+            list.values().append_value(x);
+        }
+        list.append(true);
+    }
+    cols.push(Arc::new(list.finish()));
+    let b = RecordBatch::try_new(schema.clone(), cols).expect("schema matches");
+    write_batches(p, schema, &[b])?;
+    owner_only(p)
+}
+
+pub fn read_persons(p: &Path) -> Result<Vec<PersonRecord>, LakeError> {
+    let mut out = Vec::new();
+    if !p.exists() {
+        return Ok(out);
+    }
+    for b in read_batches(p)? {
+        let sys = str_col(&b, "system", p)?;
+        let val = str_col(&b, "value", p)?;
+        let sid = i64_col(&b, "subject_id", p)?;
+        let cols = IdField::ALL
+            .iter()
+            .map(|f| str_col(&b, f.name(), p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids = b
+            .column_by_name("identifiers")
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::ListArray>())
+            .ok_or_else(|| LakeError::Corrupt {
+                path: p.to_path_buf(),
+                message: "column identifiers missing or not a list".into(),
+            })?;
+        for i in 0..b.num_rows() {
+            let mut r = PersonRecord::new(Identity {
+                subject_id: sid.value(i),
+                system: sys.value(i).into(),
+                value: val.value(i).into(),
+            });
+            for (k, c) in cols.iter().enumerate() {
+                if c.is_valid(i) {
+                    r.fields[k] = Some(c.value(i).to_string());
+                }
+            }
+            let v = ids.value(i);
+            let v = v
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| LakeError::Corrupt {
+                    path: p.to_path_buf(),
+                    message: "identifiers are not strings".into(),
+                })?;
+            r.identifiers = (0..v.len()).map(|k| v.value(k).to_string()).collect();
+            out.push(r);
         }
     }
     Ok(out)

@@ -72,9 +72,9 @@ pub fn candidates(rules: &[Blocking], records: &[PersonRecord]) -> Vec<(u32, u32
                 let mut v = Vec::new();
                 for (x, &a) in g.iter().enumerate() {
                     for &b in &g[x + 1..] {
-                        let seen = earlier.iter().any(|e| {
-                            e[a as usize].is_some() && e[a as usize] == e[b as usize]
-                        });
+                        let seen = earlier
+                            .iter()
+                            .any(|e| e[a as usize].is_some() && e[a as usize] == e[b as usize]);
                         if !seen {
                             v.push((a.min(b), a.max(b)));
                         }

@@ -113,7 +113,13 @@ mod tests {
     #[test]
     fn components_with_guards_against_chaining() {
         // 0-1 and 1-2 link, 3 alone.
-        let c = cluster(4, &[s(0, 1, 0.99), s(1, 2, 0.97), s(2, 3, 0.5)], 0.95, 0.001, 10);
+        let c = cluster(
+            4,
+            &[s(0, 1, 0.99), s(1, 2, 0.97), s(2, 3, 0.5)],
+            0.95,
+            0.001,
+            10,
+        );
         assert_eq!(c.cluster, vec![0, 0, 0, 3]);
         assert!(c.refused.is_empty());
         // 0 and 2 are a confident non-match: the weaker link 1-2 is refused, not 0-1.

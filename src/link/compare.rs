@@ -44,19 +44,31 @@ pub fn level(spec: &LinkSpec, c: &Comparison, a: &PersonRecord, b: &PersonRecord
     for (k, l) in c.levels.iter().enumerate() {
         let holds = match l {
             Level::Exact => x == y,
+            // Names swapped: one record's `with` field is the other's value, and the other
+            // crossing agrees too, exactly or but for a typo (Jaro-Winkler >= 0.88).
             Level::Swapped { with } => {
-                a.get(*with).is_some_and(|w| w == y) || b.get(*with).is_some_and(|w| w == x)
+                let near = |p: Option<&str>, q: &str| p.is_some_and(|p| jaro_winkler(p, q) >= 0.88);
+                (a.get(*with) == Some(y) && near(b.get(*with), x))
+                    || (b.get(*with) == Some(x) && near(a.get(*with), y))
             }
             Level::Nickname => nickname(spec, x, y),
-            Level::JaroWinkler { at_least } => *jw.get_or_insert_with(|| jaro_winkler(x, y)) >= *at_least,
+            Level::JaroWinkler { at_least } => {
+                *jw.get_or_insert_with(|| jaro_winkler(x, y)) >= *at_least
+            }
             Level::DamerauLevenshtein { at_most } => edits
                 .get_or_insert_with(|| edits_within(x, y, max_edits))
                 .is_some_and(|d| d <= *at_most),
             Level::DayMonthSwapped => {
-                x.len() == 8 && y.len() == 8 && x[..4] == y[..4] && x[4..6] == y[6..8] && x[6..8] == y[4..6]
+                x.len() == 8
+                    && y.len() == 8
+                    && x[..4] == y[..4]
+                    && x[4..6] == y[6..8]
+                    && x[6..8] == y[4..6]
             }
             Level::Prefix { chars } => {
-                x.len() >= *chars && y.len() >= *chars && x.as_bytes()[..*chars] == y.as_bytes()[..*chars]
+                x.len() >= *chars
+                    && y.len() >= *chars
+                    && x.as_bytes()[..*chars] == y.as_bytes()[..*chars]
             }
         };
         if holds {
@@ -75,21 +87,33 @@ pub fn jaro_winkler(x: &str, y: &str) -> f64 {
         return strsim::jaro_winkler(x, y);
     }
     if a.is_empty() || b.is_empty() {
-        return if a.is_empty() && b.is_empty() { 1.0 } else { 0.0 };
+        return if a.is_empty() && b.is_empty() {
+            1.0
+        } else {
+            0.0
+        };
     }
     let range = (a.len().max(b.len()) / 2).saturating_sub(1);
+    // Where each byte occurs in `b`, as a bit set: the first free match in the window is
+    // then one mask and one count of trailing zeros.
+    let mut at = [0u64; 128];
+    for (j, &c) in b.iter().enumerate() {
+        at[c as usize] |= 1 << j;
+    }
     let (mut af, mut bf) = (0u64, 0u64);
     let mut matches = 0usize;
     for (i, &c) in a.iter().enumerate() {
         let lo = i.saturating_sub(range);
         let hi = (i + range + 1).min(b.len());
-        for j in lo..hi {
-            if bf & (1 << j) == 0 && b[j] == c {
-                af |= 1 << i;
-                bf |= 1 << j;
-                matches += 1;
-                break;
-            }
+        if lo >= hi {
+            continue;
+        }
+        let window = (u64::MAX >> (64 - (hi - lo))) << lo;
+        let free = at[c as usize] & window & !bf;
+        if free != 0 {
+            af |= 1 << i;
+            bf |= free & free.wrapping_neg();
+            matches += 1;
         }
     }
     if matches == 0 {
@@ -138,10 +162,15 @@ pub fn edits_within(x: &str, y: &str, k: usize) -> Option<usize> {
     }
     for i in 1..=a.len() {
         let (cur, prev, pprev) = (i % 3, (i + 2) % 3, (i + 1) % 3);
-        rows[cur] = [big; 64];
-        rows[cur][0] = i;
-        let mut best = rows[cur][0];
-        for j in 1..=b.len() {
+        // Only cells within `k` of the diagonal can end at most `k` edits away.
+        let (lo, hi) = (i.saturating_sub(k).max(1), (i + k).min(b.len()));
+        rows[cur][0] = if i <= k { i } else { big };
+        rows[cur][lo - 1] = if lo == 1 { rows[cur][0] } else { big };
+        if hi < b.len() {
+            rows[cur][hi + 1] = big;
+        }
+        let mut best = if i <= k { i } else { big };
+        for j in lo..=hi {
             let cost = usize::from(a[i - 1] != b[j - 1]);
             let mut d = (rows[prev][j] + 1)
                 .min(rows[cur][j - 1] + 1)
@@ -211,10 +240,18 @@ mod tests {
                     .collect()
             };
             let (x, y) = (word(12), word(12));
-            assert_eq!(jaro_winkler(&x, &y), strsim::jaro_winkler(&x, &y), "{x:?} {y:?}");
+            assert_eq!(
+                jaro_winkler(&x, &y),
+                strsim::jaro_winkler(&x, &y),
+                "{x:?} {y:?}"
+            );
             let d = strsim::osa_distance(&x, &y);
             for k in 0..4 {
-                assert_eq!(edits_within(&x, &y, k), Some(d).filter(|&d| d <= k), "{x:?} {y:?} {k}");
+                assert_eq!(
+                    edits_within(&x, &y, k),
+                    Some(d).filter(|&d| d <= k),
+                    "{x:?} {y:?} {k}"
+                );
             }
         }
         assert_eq!(edits_within("19560409", "19650409", 1), Some(1));
@@ -232,12 +269,18 @@ mod tests {
             .unwrap();
         let a = rec("William", "Smith", "1956-04-09");
         let lv = |b: &PersonRecord, c| level(&s, c, &a, b);
-        assert_eq!(code_label(given, lv(&rec("william", "x", ""), given)), "exact");
+        assert_eq!(
+            code_label(given, lv(&rec("william", "x", ""), given)),
+            "exact"
+        );
         assert_eq!(
             code_label(given, lv(&rec("Smith", "William", ""), given)),
             "swapped with family_name"
         );
-        assert_eq!(code_label(given, lv(&rec("Bill", "x", ""), given)), "nickname");
+        assert_eq!(
+            code_label(given, lv(&rec("Bill", "x", ""), given)),
+            "nickname"
+        );
         assert_eq!(
             code_label(given, lv(&rec("Willaim", "x", ""), given)),
             "jaro-winkler >= 0.92"
@@ -246,13 +289,25 @@ mod tests {
         let mut blank = rec("", "x", "");
         blank.fields[IdField::GivenName.index()] = None;
         assert_eq!(lv(&blank, given), 0);
-        assert_eq!(code_label(dob, lv(&rec("x", "x", "1956-09-04"), dob)), "day and month swapped");
+        assert_eq!(
+            code_label(dob, lv(&rec("x", "x", "1956-09-04"), dob)),
+            "day and month swapped"
+        );
         assert_eq!(
             code_label(dob, lv(&rec("x", "x", "1965-04-09"), dob)),
             "damerau-levenshtein <= 1"
         );
-        assert_eq!(code_label(dob, lv(&rec("x", "x", "1956-04-28"), dob)), "first 6 characters");
-        assert_eq!(code_label(dob, lv(&rec("x", "x", "1956-11-28"), dob)), "first 4 characters");
-        assert_eq!(code_label(dob, lv(&rec("x", "x", "1971-11-28"), dob)), "else");
+        assert_eq!(
+            code_label(dob, lv(&rec("x", "x", "1956-04-28"), dob)),
+            "first 6 characters"
+        );
+        assert_eq!(
+            code_label(dob, lv(&rec("x", "x", "1956-11-28"), dob)),
+            "first 4 characters"
+        );
+        assert_eq!(
+            code_label(dob, lv(&rec("x", "x", "1971-11-28"), dob)),
+            "else"
+        );
     }
 }

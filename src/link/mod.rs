@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod compare;
 pub mod quality;
 pub mod spec;
+pub mod store;
 pub mod train;
 
 use crate::schema::identity::PersonRecord;
@@ -25,20 +26,18 @@ pub enum LinkError {
     #[error("{origin}: invalid linkage spec: {message}")]
     Spec { origin: String, message: String },
     #[error("{path}: {err}")]
-    Io {
-        path: PathBuf,
-        err: std::io::Error,
-    },
+    Io { path: PathBuf, err: std::io::Error },
     #[error("{path}: {message}")]
     Bad { path: PathBuf, message: String },
 }
 
-/// A clerical decision on a pair of records (by index): one person or not.
+/// A decision on a pair of records (by index) made before the model: one person or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     pub a: u32,
     pub b: u32,
     pub same: bool,
+    pub rule: Rule,
 }
 
 /// How a pair came to its probability.
@@ -47,8 +46,20 @@ pub struct Decision {
 pub enum Rule {
     /// Fellegi-Sunter from the estimated model.
     Probabilistic,
+    /// The same identity, a shared strong identifier, or the source's own link.
+    Identifier,
     /// A reviewer said so.
     Clerical,
+}
+
+impl Rule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Probabilistic => "probabilistic",
+            Rule::Identifier => "identifier",
+            Rule::Clerical => "clerical",
+        }
+    }
 }
 
 /// A scored candidate pair.
@@ -110,13 +121,13 @@ pub fn terms(
             let code = levels.get(c) as usize;
             let (m, u) = (params.m[c][code], params.u[c][code]);
             let mut weight = if code == 0 { 0.0 } else { (m / u).log2() };
-            let exact = code >= 1
-                && code <= cmp.levels.len()
-                && cmp.levels[code - 1] == Level::Exact;
+            let exact =
+                code >= 1 && code <= cmp.levels.len() && cmp.levels[code - 1] == Level::Exact;
             let tf_adjustment = match (&tf[c], exact) {
                 (Some(freq), true) => {
                     let v = a.get(cmp.field).or_else(|| b.get(cmp.field));
-                    v.and_then(|v| freq.get(v)).map(|&f| (u / f.max(1e-12)).log2())
+                    v.and_then(|v| freq.get(v))
+                        .map(|&f| (u / f.max(1e-12)).log2())
                 }
                 _ => None,
             };
@@ -196,10 +207,17 @@ pub fn link_with(
     }
     cands.par_sort_unstable();
     cands.dedup();
-    let decided: std::collections::HashMap<(u32, u32), bool> = decisions
-        .iter()
-        .map(|d| ((d.a.min(d.b), d.a.max(d.b)), d.same))
-        .collect();
+    // A clerical decision outranks an identifier rule on the same pair.
+    let mut decided: std::collections::HashMap<(u32, u32), (bool, Rule)> = Default::default();
+    for d in decisions {
+        let k = (d.a.min(d.b), d.a.max(d.b));
+        match decided.get(&k) {
+            Some((_, Rule::Clerical)) if d.rule != Rule::Clerical => {}
+            _ => {
+                decided.insert(k, (d.same, d.rule));
+            }
+        }
+    }
     let scored: Vec<PairScore> = cands
         .par_iter()
         .map(|&(a, b)| {
@@ -207,8 +225,8 @@ pub fn link_with(
             let levels = compare::pattern(spec, ra, rb);
             let (weight, probability) = score(spec, &params, &tf, ra, rb, levels);
             let (probability, rule) = match decided.get(&(a, b)) {
-                Some(true) => (1.0, Rule::Clerical),
-                Some(false) => (0.0, Rule::Clerical),
+                Some(&(true, rule)) => (1.0, rule),
+                Some(&(false, rule)) => (0.0, rule),
                 None => (probability, Rule::Probabilistic),
             };
             PairScore {
@@ -223,7 +241,9 @@ pub fn link_with(
         .collect();
     let edges: Vec<Scored> = scored
         .iter()
-        .filter(|s| s.probability >= spec.thresholds.link || s.probability < spec.clusters.cannot_link)
+        .filter(|s| {
+            s.probability >= spec.thresholds.link || s.probability < spec.clusters.cannot_link
+        })
         .map(|s| Scored {
             a: s.a,
             b: s.b,
@@ -242,13 +262,12 @@ pub fn link_with(
         .into_iter()
         .filter(|s| s.probability >= spec.thresholds.review)
         .collect();
-    let refused: Vec<(u32, u32, Refused)> =
-        c.refused.iter().map(|(s, r)| (s.a, s.b, *r)).collect();
+    let refused: Vec<(u32, u32, Refused)> = c.refused.iter().map(|(s, r)| (s.a, s.b, *r)).collect();
     let review = pairs
         .iter()
         .enumerate()
         .filter(|(_, s)| {
-            c.cluster[s.a as usize] != c.cluster[s.b as usize] && s.rule != Rule::Clerical
+            c.cluster[s.a as usize] != c.cluster[s.b as usize] && s.rule == Rule::Probabilistic
         })
         .map(|(i, _)| i)
         .collect();

@@ -35,7 +35,11 @@ pub fn pairwise<P: Hash + Eq + Copy, T: Hash + Eq + Copy>(
     predicted: &[P],
     truth: &[T],
 ) -> Pairwise {
-    assert_eq!(predicted.len(), truth.len(), "one cluster and one person per record");
+    assert_eq!(
+        predicted.len(),
+        truth.len(),
+        "one cluster and one person per record"
+    );
     let predicted_pairs = pair_count(predicted.iter().copied());
     let true_pairs = pair_count(truth.iter().copied());
     let tp = pair_count(predicted.iter().copied().zip(truth.iter().copied()));
@@ -72,45 +76,5 @@ mod tests {
         assert!((q.f1 - 0.5).abs() < 1e-12);
         let q = pairwise(&[1, 1, 3], &[7, 7, 9]);
         assert_eq!(q.f1, 1.0);
-    }
-}
-
-#[cfg(test)]
-mod febrl_probe {
-    use crate::schema::identity::{IdField, Identity, PersonRecord};
-
-    #[test]
-    #[ignore]
-    fn probe() {
-        for name in ["dataset1", "dataset2", "dataset3"] {
-            for nat in [true, false] {
-                let p = format!(".data/febrl/{name}.csv");
-                let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(&p).unwrap();
-                let mut recs = Vec::new();
-                let mut truth = Vec::new();
-                for row in rd.records() {
-                    let row = row.unwrap();
-                    let id = row[0].to_string();
-                    let mut r = PersonRecord::new(Identity::new("febrl", &id));
-                    r.set(IdField::GivenName, &row[1]);
-                    r.set(IdField::FamilyName, &row[2]);
-                    r.set(IdField::StreetNumber, &row[3]);
-                    r.set(IdField::Address, &row[4]);
-                    r.set(IdField::Locality, &row[6]);
-                    r.set(IdField::Postcode, &row[7]);
-                    r.set(IdField::State, &row[8]);
-                    r.set(IdField::BirthDate, &row[9]);
-                    if nat { r.set(IdField::NationalId, &row[10]); }
-                    truth.push(id.split('-').nth(1).unwrap().parse::<u32>().unwrap());
-                    recs.push(r);
-                }
-                let t = std::time::Instant::now();
-                let spec = crate::link::spec::LinkSpec::default_spec();
-                let l = crate::link::link(&spec, &recs, &[]);
-                let q = super::pairwise(&l.cluster, &truth);
-                eprintln!("{name} nat={nat} n={} cands={} {:.2}s lambda={:.2e} P={:.4} R={:.4} F1={:.4} review={} refused={}", recs.len(), l.candidates, t.elapsed().as_secs_f64(), l.params.lambda, q.precision, q.recall, q.f1, l.review.len(), l.refused.len());
-                if name == "dataset3" && nat { eprintln!("m={:?}\nu={:?}", l.params.m, l.params.u); }
-            }
-        }
     }
 }

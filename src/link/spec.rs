@@ -5,23 +5,31 @@
 use super::LinkError;
 use crate::schema::identity::IdField;
 use serde::Deserialize;
-use std::collections::HashMap;
 
 /// One comparison level: the first level of a comparison that holds for a pair is its level.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Level {
     Exact,
-    /// The value equals the other record's `with` field (given and family names swapped).
-    Swapped { with: IdField },
+    /// Given and family names swapped: each record's value is the other's `with` field (one
+    /// of the two crossings may carry a typo).
+    Swapped {
+        with: IdField,
+    },
     /// Both names are forms of one name in the nickname table.
     Nickname,
-    JaroWinkler { at_least: f64 },
-    DamerauLevenshtein { at_most: usize },
+    JaroWinkler {
+        at_least: f64,
+    },
+    DamerauLevenshtein {
+        at_most: usize,
+    },
     /// Dates `YYYYMMDD` whose day and month are swapped.
     DayMonthSwapped,
     /// The first `chars` characters agree (a birth year and month; a postcode's district).
-    Prefix { chars: usize },
+    Prefix {
+        chars: usize,
+    },
 }
 
 impl Level {
@@ -64,6 +72,12 @@ pub struct Prior {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Identifiers {
+    pub strong: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Thresholds {
     pub link: f64,
     pub review: f64,
@@ -95,6 +109,7 @@ struct Nicknames {
 #[serde(deny_unknown_fields)]
 struct Raw {
     prior: Prior,
+    identifiers: Identifiers,
     thresholds: Thresholds,
     training: Training,
     clusters: Clusters,
@@ -107,13 +122,14 @@ struct Raw {
 #[derive(Debug, Clone)]
 pub struct LinkSpec {
     pub prior: Prior,
+    pub identifiers: Identifiers,
     pub thresholds: Thresholds,
     pub training: Training,
     pub clusters: Clusters,
     pub blocking: Vec<Blocking>,
     pub comparisons: Vec<Comparison>,
     /// Folded name -> the nickname groups it belongs to.
-    pub nicknames: HashMap<String, Vec<u32>>,
+    pub nicknames: rustc_hash::FxHashMap<String, Vec<u32>>,
     /// FNV-1a of the configuration text (recorded with every linkage).
     pub hash: u64,
 }
@@ -123,7 +139,8 @@ pub const DEFAULT: &str = include_str!("../../schemas/linkage.toml");
 
 impl LinkSpec {
     pub fn default_spec() -> LinkSpec {
-        LinkSpec::parse(DEFAULT, "schemas/linkage.toml").expect("the embedded linkage spec is valid")
+        LinkSpec::parse(DEFAULT, "schemas/linkage.toml")
+            .expect("the embedded linkage spec is valid")
     }
 
     pub fn load(path: Option<&std::path::Path>) -> Result<LinkSpec, LinkError> {
@@ -152,14 +169,17 @@ impl LinkSpec {
                 t.review, t.link
             )));
         }
-        if !(0.0 < raw.prior.recall && raw.prior.recall <= 1.0) || raw.prior.deterministic.is_empty()
+        if !(0.0 < raw.prior.recall && raw.prior.recall <= 1.0)
+            || raw.prior.deterministic.is_empty()
         {
             return Err(bad(
                 "prior: expected at least one deterministic rule and 0 < recall <= 1".into(),
             ));
         }
         if raw.blocking.is_empty() || raw.blocking.iter().any(|b| b.on.is_empty()) {
-            return Err(bad("blocking: expected rules, each on at least one field".into()));
+            return Err(bad(
+                "blocking: expected rules, each on at least one field".into()
+            ));
         }
         if !(0.0 <= raw.clusters.cannot_link && raw.clusters.cannot_link < t.review)
             || raw.clusters.max_size < 2
@@ -191,7 +211,7 @@ impl LinkSpec {
         if raw.comparison.is_empty() || raw.comparison.len() > 12 {
             return Err(bad("comparison: expected 1 to 12 comparisons".into()));
         }
-        let mut nicknames: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut nicknames: rustc_hash::FxHashMap<String, Vec<u32>> = Default::default();
         for (g, names) in raw.nicknames.names.iter().enumerate() {
             for n in names {
                 let k = crate::schema::identity::fold(n);
@@ -200,6 +220,7 @@ impl LinkSpec {
         }
         Ok(LinkSpec {
             prior: raw.prior,
+            identifiers: raw.identifiers,
             thresholds: raw.thresholds,
             training: raw.training,
             clusters: raw.clusters,
@@ -239,11 +260,18 @@ mod tests {
                 with: IdField::FamilyName
             }
         );
-        assert!(s.nicknames["bill"].iter().any(|g| s.nicknames["william"].contains(g)));
+        assert!(
+            s.nicknames["bill"]
+                .iter()
+                .any(|g| s.nicknames["william"].contains(g))
+        );
         let broken = DEFAULT.replace("link = 0.95", "link = 0.2");
         let e = LinkSpec::parse(&broken, "x.toml").unwrap_err().to_string();
         assert!(e.contains("x.toml") && e.contains("review <= link"), "{e}");
-        let broken = DEFAULT.replace("em_blocks = [[\"birth_date\"], [\"postcode\"]]", "em_blocks = [[\"birth_date\"]]");
+        let broken = DEFAULT.replace(
+            "em_blocks = [[\"birth_date\"], [\"postcode\"]]",
+            "em_blocks = [[\"birth_date\"]]",
+        );
         let e = LinkSpec::parse(&broken, "x.toml").unwrap_err().to_string();
         assert!(e.contains("comparison birth_date"), "{e}");
         let broken = DEFAULT.replace("kind = \"nickname\"", "kind = \"soundex\"");

@@ -199,14 +199,23 @@ fn em(
 pub fn estimate(spec: &LinkSpec, records: &[PersonRecord]) -> Params {
     let n = records.len() as u64;
     let all_pairs = (n * n.saturating_sub(1) / 2).max(1) as f64;
-    let det_rules: Vec<_> = spec.prior.deterministic.iter().map(|r| block::on(r)).collect();
+    let det_rules: Vec<_> = spec
+        .prior
+        .deterministic
+        .iter()
+        .map(|r| block::on(r))
+        .collect();
     let det = block::count_pairs(&det_rules, records);
     let lambda = ((det as f64 / spec.prior.recall) / all_pairs).clamp(1e-12, 0.5);
 
     let sample = sample_pairs(records.len(), spec.training.u_pairs, spec.training.seed);
     let u = estimate_u(spec, &patterns(spec, records, &sample));
 
-    let m0: Vec<Vec<f64>> = spec.comparisons.iter().map(|c| initial_m(codes(c))).collect();
+    let m0: Vec<Vec<f64>> = spec
+        .comparisons
+        .iter()
+        .map(|c| initial_m(codes(c)))
+        .collect();
     let mut sum: Vec<Vec<f64>> = m0.iter().map(|x| vec![0.0; x.len()]).collect();
     let mut sessions = vec![0usize; spec.comparisons.len()];
     let mut em_pairs = Vec::new();

@@ -157,6 +157,10 @@ fn sex(raw: &str) -> Option<String> {
 pub struct PersonRecord {
     pub identity: Identity,
     pub fields: [Option<String>; IdField::COUNT],
+    /// The other identifiers the source gives the record, `system|value` (`type:<code>|value`
+    /// when only a type is known), and `link|<id>` for a source's own link to another record
+    /// of the same person (FHIR `Patient.link`). Sorted, no duplicates.
+    pub identifiers: Vec<String>,
 }
 
 impl PersonRecord {
@@ -164,6 +168,7 @@ impl PersonRecord {
         PersonRecord {
             identity,
             fields: Default::default(),
+            identifiers: Vec::new(),
         }
     }
 
@@ -176,6 +181,30 @@ impl PersonRecord {
     pub fn set(&mut self, f: IdField, raw: &str) {
         if self.fields[f.index()].is_none() {
             self.fields[f.index()] = f.normalise(raw);
+        }
+    }
+
+    /// A street line, `"7 Wallaby Place"`: a leading number is the street number.
+    pub fn set_street_line(&mut self, line: &str) {
+        let line = line.trim();
+        match line.split_once(' ') {
+            Some((num, rest)) if num.starts_with(|c: char| c.is_ascii_digit()) => {
+                self.set(IdField::StreetNumber, num);
+                self.set(IdField::Address, rest);
+            }
+            _ => self.set(IdField::Address, line),
+        }
+    }
+
+    /// Add an identifier (`system|value`), keeping the list sorted and free of repeats.
+    pub fn add_identifier(&mut self, system: &str, value: &str) {
+        let (s, v) = (system.trim(), value.trim());
+        if v.is_empty() {
+            return;
+        }
+        let id = format!("{s}|{v}");
+        if let Err(at) = self.identifiers.binary_search(&id) {
+            self.identifiers.insert(at, id);
         }
     }
 
