@@ -45,7 +45,7 @@ pub fn summary(r: &IngestReport) -> String {
     let mut s = String::new();
     let t = &r.totals;
     s.push_str(&format!(
-        "ingest {}: {} files read, {} already ingested\n  rows: {} read = {} accepted + {} rejected + {} skipped\n  events: {} produced, {} duplicates removed, {} written; {} subjects added; {} quarantined\n",
+        "ingest {}: {} files read, {} already ingested\n  rows: {} read = {} accepted + {} rejected + {} skipped\n  events: {} produced, {} duplicates removed, {} written; {} source identities added; {} quarantined\n",
         r.run_id,
         r.files.iter().filter(|f| f.status == "read").count(),
         r.files.iter().filter(|f| f.status == "already_ingested").count(),
@@ -59,6 +59,12 @@ pub fn summary(r: &IngestReport) -> String {
         r.subjects_added,
         r.quarantined,
     ));
+    if let Some(l) = &r.linkage {
+        s.push_str(&format!(
+            "  identities: {} records -> {} persons ({} linked pairs, {} by identifier; {} for review: ehr-risk link review); {} events moved\n",
+            l.identities, l.persons, l.linked_pairs, l.identifier_links, l.review_pairs, r.events_moved
+        ));
+    }
     if !t.rejected_by_reason.is_empty() {
         s.push_str("  rejected by reason:");
         for (k, v) in &t.rejected_by_reason {

@@ -4,8 +4,9 @@
 
 use super::ExitStatus;
 use crate::cli::link::{LinkArgs, LinkCommand};
+use crate::link::StoredDecision;
 use crate::link::spec::LinkSpec;
-use crate::link::store::{self, StoreLinkage, StoredDecision};
+use crate::link::store::{self, StoreLinkage};
 use crate::link::{compare, explain, quality};
 use crate::schema::identity::{IdField, PersonRecord};
 use anyhow::Context;
@@ -59,38 +60,46 @@ pub fn run(a: LinkArgs) -> anyhow::Result<ExitStatus> {
             truth,
             json,
         } => {
-            let spec = spec(&sp)?;
-            let s = store::run(&lake, &spec)?;
+            // Linking again is an ingest with nothing new to read: the same transaction moves
+            // the events of records whose person changed and rewrites the subject map.
+            let opts = crate::ingest::driver::IngestOptions {
+                link: Some(spec(&sp)?),
+                relink: true,
+                ..Default::default()
+            };
+            let out =
+                crate::ingest::driver::run(&lake, &[], &opts, &crate::ingest::driver::Silent)?;
+            let r = out.report.linkage.context(
+                "the identity store holds no records (ingest exports with patients first)",
+            )?;
             let q = match truth {
                 Some(t) => {
                     let truth = read_truth(&t)?;
-                    let person = store::person_of(&s);
-                    let mut seen = std::collections::HashSet::new();
+                    let rows = crate::lake::write::read_subject_rows(
+                        &lake.join("metadata/subject_map.parquet"),
+                    )?;
                     let (mut pred, mut real) = (Vec::new(), Vec::new());
-                    for (r, pid) in s.records.iter().zip(&person) {
-                        let k = (r.identity.system.clone(), r.identity.value.clone());
-                        if let Some(t) = truth.get(&k)
-                            && seen.insert(k)
-                        {
-                            pred.push(*pid);
-                            real.push(t.as_str());
+                    for row in rows {
+                        if let Some(t) = truth.get(&(row.identity.system, row.identity.value)) {
+                            pred.push(row.person);
+                            real.push(t.clone());
                         }
                     }
                     if pred.is_empty() {
                         anyhow::bail!("{}: names none of the lake's identities", t.display());
                     }
+                    let real: Vec<&str> = real.iter().map(String::as_str).collect();
                     Some(quality::pairwise(&pred, &real))
                 }
                 None => None,
             };
-            let r = &s.report;
             if json {
-                let v = serde_json::json!({"report": r, "quality": q});
+                let v = serde_json::json!({"report": r, "events_moved": out.report.events_moved, "quality": q});
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!(
-                    "{} records, {} identities ({} subjects) -> {} persons",
-                    r.records, r.identities, r.subjects, r.persons
+                    "{} records, {} identities -> {} persons; {} events moved to their person",
+                    r.records, r.identities, r.persons, out.report.events_moved
                 );
                 println!(
                     "{} candidate pairs, {} linked ({} by identifier), {} for review, {} links refused by the chaining guards",
@@ -124,10 +133,11 @@ pub fn run(a: LinkArgs) -> anyhow::Result<ExitStatus> {
             let spec = spec(&sp)?;
             let s = store::link_store(&lake, &spec)?;
             let mut queue: Vec<&crate::link::PairScore> = s
+                .resolution
                 .linkage
                 .review
                 .iter()
-                .map(|&i| &s.linkage.pairs[i])
+                .map(|&i| &s.resolution.linkage.pairs[i])
                 .collect();
             queue.sort_by(|x, y| {
                 x.weight
@@ -178,7 +188,13 @@ pub fn run(a: LinkArgs) -> anyhow::Result<ExitStatus> {
             let s = store::link_store(&lake, &spec)?;
             let (i, j) = (find(&s, &a)?, find(&s, &b)?);
             let (ra, rb) = (&s.records[i], &s.records[j]);
-            let e = explain(&spec, &s.linkage.params, &s.linkage.tf, ra, rb);
+            let e = explain(
+                &spec,
+                &s.resolution.linkage.params,
+                &s.resolution.linkage.tf,
+                ra,
+                rb,
+            );
             println!("{a} {b}");
             if show_identity {
                 println!("  a: {}\n  b: {}", facts(ra), facts(rb));
@@ -199,7 +215,7 @@ pub fn run(a: LinkArgs) -> anyhow::Result<ExitStatus> {
                 "  match weight {:.2}, probability {:.4}",
                 e.weight, e.probability
             );
-            let (ci, cj) = (s.linkage.cluster[i], s.linkage.cluster[j]);
+            let (ci, cj) = (s.resolution.person[i], s.resolution.person[j]);
             println!(
                 "  {}",
                 if ci == cj {

@@ -13,8 +13,10 @@ use super::{Chunk, Format, Identity, IngestError, InputPolicy, Quarantined, Tall
 use crate::lake::commit::Transaction;
 use crate::lake::manifest::{InputRecord, RunRecord};
 use crate::lake::{Lake, shard_of, split_of, write};
+use crate::schema::identity::SubjectRow;
 use crate::schema::{Event, event_schema, from_batch, to_batch};
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -48,6 +50,11 @@ pub struct IngestOptions {
     pub block_bytes: usize,
     /// The policy every input of this run is read under (recorded per input in the manifest).
     pub policy: InputPolicy,
+    /// Identity resolution: every run with new identity records links them with those already
+    /// in the lake (`None`: identities are joined only by identifier).
+    pub link: Option<crate::link::spec::LinkSpec>,
+    /// Link again even without new inputs (after clerical decisions or a new spec).
+    pub relink: bool,
 }
 
 impl Default for IngestOptions {
@@ -62,6 +69,8 @@ impl Default for IngestOptions {
             buffer_events: 250_000,
             block_bytes: 8 << 20,
             policy: InputPolicy::default(),
+            link: Some(crate::link::spec::LinkSpec::default_spec()),
+            relink: false,
         }
     }
 }
@@ -70,13 +79,14 @@ impl IngestOptions {
     /// Hash of the settings that change what ends up in the lake.
     pub fn config_hash(&self) -> String {
         let s = format!(
-            "tz={};min={};shards={};policy={:?};units={};vocab={}",
+            "tz={};min={};shards={};policy={:?};units={};vocab={};link={:?}",
             self.time.zone,
             self.min_event_time,
             self.shards,
             self.policy,
             crate::schema::fnv1a(include_bytes!("../../schemas/measurements.toml")),
             crate::schema::fnv1a(include_bytes!("../../schemas/vocabularies.toml")),
+            self.link.as_ref().map(|l| l.hash),
         );
         hex::encode(&Sha256::digest(s.as_bytes())[..8])
     }
@@ -109,6 +119,13 @@ pub struct IngestReport {
     pub quarantined: u64,
     pub reject_rate: f64,
     pub subjects_added: u64,
+    /// Events already in the lake that moved to another person because linkage joined (or a
+    /// clerical decision split) their records.
+    #[serde(default)]
+    pub events_moved: u64,
+    /// Identity resolution of this run (counts only), when it ran.
+    #[serde(default)]
+    pub linkage: Option<crate::link::store::LinkReport>,
     pub committed: bool,
 }
 
@@ -207,10 +224,30 @@ impl Router {
         Ok(())
     }
 
+    /// Give every routed event to its person (`person` maps a source record's id to its
+    /// person's where they differ), re-routing to the person's shard: one pass over the
+    /// buffers and spills, a shard at a time.
+    fn assign_persons(&mut self, person: &FxHashMap<i64, i64>) -> Result<(), IngestError> {
+        let bufs = std::mem::replace(&mut self.buf, vec![Vec::new(); self.shards]);
+        let spills = std::mem::replace(&mut self.spills, vec![Vec::new(); self.shards]);
+        self.buffered = 0;
+        for (buf, sp) in bufs.into_iter().zip(spills) {
+            let mut events = buf;
+            events.extend(read_spills(&sp)?);
+            for e in events.iter_mut() {
+                if let Some(&p) = person.get(&e.record_subject()) {
+                    e.assign_person(p);
+                }
+            }
+            self.push(events)?;
+        }
+        Ok(())
+    }
+
     /// Hand over every touched shard's buffered events and spill files.
-    fn drain_touched(&mut self) -> Vec<(usize, Vec<Event>, Vec<SpillRef>)> {
+    fn drain_touched(&mut self, also: &BTreeSet<usize>) -> Vec<(usize, Vec<Event>, Vec<SpillRef>)> {
         let touched: Vec<usize> = (0..self.shards)
-            .filter(|&i| !self.buf[i].is_empty() || !self.spills[i].is_empty())
+            .filter(|&i| !self.buf[i].is_empty() || !self.spills[i].is_empty() || also.contains(&i))
             .collect();
         touched
             .into_iter()
@@ -289,6 +326,10 @@ impl Collected {
     }
 }
 
+fn link_err(e: crate::link::LinkError) -> IngestError {
+    IngestError::Link(e.to_string())
+}
+
 /// The file id used in provenance: the first 48 bits of the content hash.
 fn file_id(hash: &str) -> u64 {
     u64::from_str_radix(&hash[..12], 16).expect("content hashes are hex")
@@ -335,8 +376,12 @@ pub fn run(
     };
 
     reporter.stage("reading");
-    let existing_ids = write::read_subject_map(&lake.root.join("metadata/subject_map.parquet"))?;
-    let mut known: super::SubjectSet = existing_ids.iter().map(|i| i.subject_id).collect();
+    let existing_rows = write::read_subject_rows(&lake.root.join("metadata/subject_map.parquet"))?;
+    // Readers check references against source records, not persons.
+    let mut known: super::SubjectSet = existing_rows
+        .iter()
+        .map(|r| r.identity.subject_id)
+        .collect();
     let known_before = known.len();
 
     let mut txn = Transaction::begin(lake_dir)?;
@@ -440,6 +485,97 @@ pub fn run(
         }
     }
 
+    // Identity resolution: link this run's identity records with the store's, give each
+    // source record its person, and move events whose records changed person.
+    let mut persons = write::read_persons(&lake.root.join(Lake::persons_rel()))?;
+    let new_persons = !collected.persons.is_empty();
+    persons.append(&mut collected.persons);
+    persons.sort();
+    persons.dedup();
+    let previous: HashMap<(String, String), i64> = existing_rows
+        .iter()
+        .map(|r| {
+            (
+                (r.identity.system.clone(), r.identity.value.clone()),
+                r.person,
+            )
+        })
+        .collect();
+    let resolution = match &opts.link {
+        Some(spec) if !persons.is_empty() && (new_persons || opts.relink) => {
+            reporter.stage("linking identities");
+            let clerical = crate::link::store::read_decisions(lake_dir).map_err(link_err)?;
+            let r = crate::link::resolve(spec, &persons, &clerical, &previous);
+            let report = crate::link::store::LinkReport::new(spec, &persons, &r, clerical.len());
+            Some((r, report))
+        }
+        _ => None,
+    };
+    // Every identity's person: as linked, else as before, else its own record.
+    let mut rows: BTreeMap<(String, String), SubjectRow> = BTreeMap::new();
+    for r in existing_rows {
+        rows.insert((r.identity.system.clone(), r.identity.value.clone()), r);
+    }
+    for id in collected.identities.drain(..) {
+        rows.entry((id.system.clone(), id.value.clone()))
+            .or_insert(SubjectRow {
+                person: id.subject_id,
+                identity: id,
+                rule: None,
+                probability: None,
+            });
+    }
+    if let Some((r, _)) = &resolution {
+        for (i, rec) in persons.iter().enumerate() {
+            if let Some(row) =
+                rows.get_mut(&(rec.identity.system.clone(), rec.identity.value.clone()))
+            {
+                row.person = r.person[i];
+                row.rule = r.evidence[i].map(|(rule, _)| rule.name().to_string());
+                row.probability = r.evidence[i].map(|(_, p)| p);
+            }
+        }
+    }
+    let before: HashMap<i64, i64> = previous
+        .iter()
+        .filter_map(|(k, &p)| rows.get(k).map(|r| (r.identity.subject_id, p)))
+        .collect();
+    let person_of: FxHashMap<i64, i64> = rows
+        .values()
+        .filter(|r| r.person != r.identity.subject_id)
+        .map(|r| (r.identity.subject_id, r.person))
+        .collect();
+    // Records already in the lake whose person changed: their events move.
+    let changed: FxHashMap<i64, i64> = rows
+        .values()
+        .filter(|r| {
+            before
+                .get(&r.identity.subject_id)
+                .is_some_and(|&p| p != r.person)
+        })
+        .map(|r| (r.identity.subject_id, r.person))
+        .collect();
+    if !person_of.is_empty() {
+        router.assign_persons(&person_of)?;
+    }
+    let mut sources: BTreeSet<usize> = BTreeSet::new();
+    for rec in changed.keys() {
+        sources.insert(shard_of(before[rec], shards));
+    }
+    let mut events_moved = 0u64;
+    for &i in &sources {
+        let mut moving: Vec<Event> = lake
+            .read_shard(i)?
+            .into_iter()
+            .filter(|e| changed.contains_key(&e.record_subject()))
+            .collect();
+        for e in moving.iter_mut() {
+            e.assign_person(changed[&e.record_subject()]);
+        }
+        events_moved += moving.len() as u64;
+        router.push(moving)?;
+    }
+
     // Merge, sort, dedupe, write each touched shard.
     reporter.stage("writing shards");
     let new_ids: HashSet<u64> = records.iter().map(|r| file_id(&r.blake3)).collect();
@@ -447,7 +583,7 @@ pub fn run(
     let mut events_written = 0u64;
     let mut codes = write::read_codes(&lake.root.join("metadata/codes.parquet"))?;
     // Shards are merged in parallel (one per worker at a time: memory stays a few shards).
-    let work = router.drain_touched();
+    let work = router.drain_touched(&sources);
     let targets = work
         .iter()
         .map(|w| txn.path(&Lake::shard_rel(w.0)))
@@ -458,17 +594,23 @@ pub fn run(
         .map(
             |((i, buffered, spills), target)| -> Result<ShardOutcome, IngestError> {
                 let mut events = lake.read_shard(i)?;
-                let existing = events.len();
+                // Events that moved to another person were re-routed above.
+                events.retain(|e| !changed.contains_key(&e.record_subject()));
                 events.extend(buffered);
                 events.extend(read_spills(&spills)?);
                 let removed = merge_dedupe(&mut events, &new_ids);
+                // This run's events that made it into the lake (not duplicates).
+                let written = events
+                    .iter()
+                    .filter(|e| new_ids.contains(&e.provenance.file))
+                    .count() as u64;
                 let codes: HashSet<&str> = events.iter().map(|e| e.code.as_str()).collect();
                 let codes = codes.into_iter().map(String::from).collect();
                 write::write_events(&target, &events)?;
                 Ok(ShardOutcome {
                     shard: i,
                     removed,
-                    written: (events.len() - existing) as u64,
+                    written,
                     total: events.len() as u64,
                     codes,
                 })
@@ -527,10 +669,12 @@ pub fn run(
         quarantined,
         reject_rate,
         subjects_added: (known.len() - known_before) as u64,
+        events_moved,
+        linkage: resolution.as_ref().map(|(_, l)| l.clone()),
         committed: false,
     };
 
-    if records.is_empty() && !is_new_lake {
+    if records.is_empty() && !is_new_lake && resolution.is_none() {
         // Nothing new: the lake stays byte-for-byte as it was.
         drop(txn);
         crate::lake::commit::recover(lake_dir)?;
@@ -538,26 +682,21 @@ pub fn run(
     }
 
     reporter.stage("writing metadata");
-    // Identity map and splits.
-    let mut ids = existing_ids;
-    ids.append(&mut collected.identities);
-    ids.sort();
-    ids.dedup();
-    let splits: BTreeMap<i64, &'static str> = ids
+    // Subject map (every identity with its person and the evidence) and splits by person.
+    let rows: Vec<SubjectRow> = rows.into_values().collect();
+    let splits: BTreeMap<i64, &'static str> = rows
         .iter()
-        .map(|i| (i.subject_id, split_of(i.subject_id)))
+        .map(|r| (r.person, split_of(r.person)))
         .collect();
-    write::write_subject_map(&txn.path("metadata/subject_map.parquet")?, &ids)?;
-    // Identity facts: the store's records and this run's, each distinct record once.
-    if !collected.persons.is_empty() {
-        let store = Lake::persons_rel();
-        let mut persons = write::read_persons(&lake.root.join(store))?;
-        persons.append(&mut collected.persons);
-        persons.sort();
-        persons.dedup();
-        write::write_persons(&txn.path(store)?, &persons)?;
-    }
+    write::write_subject_map(&txn.path("metadata/subject_map.parquet")?, &rows)?;
     write::write_splits(&txn.path("metadata/subject_splits.parquet")?, &splits)?;
+    // Identity facts (the store) and, when linkage ran, its links, clusters and model.
+    if new_persons {
+        write::write_persons(&txn.path(Lake::persons_rel())?, &persons)?;
+    }
+    if let Some((r, l)) = &resolution {
+        crate::link::store::stage(&mut txn, &persons, r, l).map_err(link_err)?;
+    }
     // Ancestors (OMOP CONCEPT_ANCESTOR) of the codes the lake holds, with those recorded before.
     let mut parents = write::read_code_parents(&lake.root.join("metadata/codes.parquet"))?;
     for (code, a) in ancestors {
@@ -574,7 +713,7 @@ pub fn run(
         "meds_version": "0.4.0",
         "raw_source_id_columns": ["visit_id", "provenance"],
         "code_modifier_columns": ["unit"],
-        "other_extension_columns": ["end_time", "source_code", "source"],
+        "other_extension_columns": ["end_time", "source_code", "source", "source_subject_id"],
     });
     txn.put(
         "metadata/dataset.json",

@@ -139,6 +139,8 @@ pub fn read_shard(
                 c.identities.push(ident.clone());
             }
             e.subject_id = ident.subject_id;
+            // Another lake's record links mean nothing here: the identity is this subject's.
+            e.source_subject_id = None;
             e.source = std::borrow::Cow::Borrowed("meds");
             e.provenance = ctx.provenance(row);
             c.accept(vec![e]);

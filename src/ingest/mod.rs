@@ -60,6 +60,8 @@ pub enum IngestError {
     },
     #[error(transparent)]
     Lake(#[from] crate::lake::LakeError),
+    #[error("identity resolution: {0}")]
+    Link(String),
 }
 
 /// One rejected input row (or field), with everything needed to find and fix it.

@@ -191,6 +191,8 @@ mod tests {
             quarantined: 0,
             reject_rate: 0.0,
             subjects_added: 0,
+            events_moved: 0,
+            linkage: None,
             committed: true,
         }
     }

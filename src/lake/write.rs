@@ -4,7 +4,7 @@
 
 use super::{LakeError, io};
 use crate::ingest::Quarantined;
-use crate::schema::identity::{IdField, Identity, PersonRecord};
+use crate::schema::identity::{IdField, Identity, PersonRecord, SubjectRow};
 use crate::schema::{Event, event_schema, to_batch};
 use arrow::array::{
     Array, ArrayRef, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder, UInt64Array,
@@ -269,24 +269,36 @@ pub fn read_splits(p: &Path) -> Result<Vec<(i64, String)>, LakeError> {
     Ok(out)
 }
 
-/// `metadata/subject_map.parquet`: subject_id, system, value (source identities).
-pub fn write_subject_map(p: &Path, ids: &[Identity]) -> Result<(), LakeError> {
+/// `metadata/subject_map.parquet`: subject_id (the person), system, value (a source
+/// identity), record_subject_id (that identity's own id), link_rule and link_probability (how
+/// linkage put it there; null for a person of one record).
+pub fn write_subject_map(p: &Path, rows: &[SubjectRow]) -> Result<(), LakeError> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("subject_id", DataType::Int64, false),
         Field::new("system", DataType::Utf8, false),
         Field::new("value", DataType::Utf8, false),
+        Field::new("record_subject_id", DataType::Int64, false),
+        Field::new("link_rule", DataType::Utf8, true),
+        Field::new("link_probability", DataType::Float64, true),
     ]));
     let b = RecordBatch::try_new(
         schema.clone(),
         vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.person))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.identity.system.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.identity.value.as_str()),
+            )),
             Arc::new(Int64Array::from_iter_values(
-                ids.iter().map(|i| i.subject_id),
+                rows.iter().map(|r| r.identity.subject_id),
             )),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| i.system.as_str()),
+            Arc::new(StringArray::from_iter(
+                rows.iter().map(|r| r.rule.as_deref()),
             )),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| i.value.as_str()),
+            Arc::new(arrow::array::Float64Array::from_iter(
+                rows.iter().map(|r| r.probability),
             )),
         ],
     )
@@ -294,7 +306,8 @@ pub fn write_subject_map(p: &Path, ids: &[Identity]) -> Result<(), LakeError> {
     write_batches(p, schema, &[b])
 }
 
-pub fn read_subject_map(p: &Path) -> Result<Vec<Identity>, LakeError> {
+/// The subject map's rows (a map written before linkage existed: each identity its own person).
+pub fn read_subject_rows(p: &Path) -> Result<Vec<SubjectRow>, LakeError> {
     let mut out = Vec::new();
     if !p.exists() {
         return Ok(out);
@@ -303,15 +316,39 @@ pub fn read_subject_map(p: &Path) -> Result<Vec<Identity>, LakeError> {
         let s = i64_col(&b, "subject_id", p)?;
         let sys = str_col(&b, "system", p)?;
         let v = str_col(&b, "value", p)?;
+        let rec = i64_col(&b, "record_subject_id", p).ok();
+        let rule = str_col(&b, "link_rule", p).ok();
+        let prob = b
+            .column_by_name("link_probability")
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::Float64Array>());
         for i in 0..b.num_rows() {
-            out.push(Identity {
-                subject_id: s.value(i),
-                system: sys.value(i).into(),
-                value: v.value(i).into(),
+            out.push(SubjectRow {
+                identity: Identity {
+                    subject_id: rec.map_or(s.value(i), |r| r.value(i)),
+                    system: sys.value(i).into(),
+                    value: v.value(i).into(),
+                },
+                person: s.value(i),
+                rule: rule
+                    .filter(|c| c.is_valid(i))
+                    .map(|c| c.value(i).to_string()),
+                probability: prob.filter(|c| c.is_valid(i)).map(|c| c.value(i)),
             });
         }
     }
     Ok(out)
+}
+
+/// Each source identity with its person as `subject_id` (how outputs address a patient).
+pub fn read_subject_map(p: &Path) -> Result<Vec<Identity>, LakeError> {
+    Ok(read_subject_rows(p)?
+        .into_iter()
+        .map(|r| Identity {
+            subject_id: r.person,
+            system: r.identity.system,
+            value: r.identity.value,
+        })
+        .collect())
 }
 
 /// Make a file readable and writable by its owner only (identity facts are PHI).

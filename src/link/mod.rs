@@ -18,6 +18,7 @@ use cluster::{Refused, Scored};
 use rayon::prelude::*;
 use serde::Serialize;
 use spec::{Level, LinkSpec};
+use std::collections::HashMap;
 use std::path::PathBuf;
 pub use train::{Params, TermFrequencies};
 
@@ -38,6 +39,14 @@ pub struct Decision {
     pub b: u32,
     pub same: bool,
     pub rule: Rule,
+}
+
+/// A clerical decision as stored: the two records' identities (system, value).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StoredDecision {
+    pub a: (String, String),
+    pub b: (String, String),
+    pub same: bool,
 }
 
 /// How a pair came to its probability.
@@ -279,5 +288,173 @@ pub fn link_with(
         review,
         refused,
         candidates,
+    }
+}
+
+/// Decisions made before the model: the same identity, a shared strong identifier, a
+/// source's own link; and the clerical decisions on record.
+pub fn rule_decisions(
+    spec: &LinkSpec,
+    records: &[PersonRecord],
+    clerical: &[StoredDecision],
+) -> Vec<Decision> {
+    let mut by_key: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut by_identity: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
+    let mut by_value: HashMap<&str, Vec<u32>> = HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        by_identity
+            .entry((&r.identity.system, &r.identity.value))
+            .or_default()
+            .push(i as u32);
+        by_value
+            .entry(&r.identity.value)
+            .or_default()
+            .push(i as u32);
+        for id in &r.identifiers {
+            if let Some((system, _)) = id.split_once('|')
+                && spec.identifiers.strong.iter().any(|s| s == system)
+            {
+                by_key.entry(id.clone()).or_default().push(i as u32);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let chain = |group: &[u32], out: &mut Vec<Decision>| {
+        for w in group.windows(2) {
+            out.push(Decision {
+                a: w[0],
+                b: w[1],
+                same: true,
+                rule: Rule::Identifier,
+            });
+        }
+    };
+    for g in by_identity.values().chain(by_key.values()) {
+        chain(g, &mut out);
+    }
+    for (i, r) in records.iter().enumerate() {
+        for id in &r.identifiers {
+            if let Some(target) = id.strip_prefix("link|")
+                && let Some(js) = by_value.get(target)
+            {
+                for &j in js {
+                    if j != i as u32 {
+                        out.push(Decision {
+                            a: i as u32,
+                            b: j,
+                            same: true,
+                            rule: Rule::Identifier,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for d in clerical {
+        let (Some(a), Some(b)) = (
+            by_identity.get(&(d.a.0.as_str(), d.a.1.as_str())),
+            by_identity.get(&(d.b.0.as_str(), d.b.1.as_str())),
+        ) else {
+            continue;
+        };
+        for &x in a {
+            for &y in b {
+                out.push(Decision {
+                    a: x,
+                    b: y,
+                    same: d.same,
+                    rule: Rule::Clerical,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|d| (d.a.min(d.b), d.a.max(d.b), d.rule == Rule::Clerical));
+    out
+}
+
+/// Who each record is, after linkage: a person id per record, kept stable across runs.
+pub struct Resolution {
+    pub linkage: Linkage,
+    /// Person (subject id) of each record.
+    pub person: Vec<i64>,
+    /// Per record: the rule and probability of its strongest link into its person (`None`
+    /// for a person of one record).
+    pub evidence: Vec<Option<(Rule, f64)>>,
+    /// Person ids that no longer exist and the person each now is (merges): as FHIR's
+    /// `replaced-by`.
+    pub replaced: Vec<(i64, i64)>,
+    pub decisions: Vec<Decision>,
+}
+
+/// Link `records` and give every cluster a person id. A record's own id is
+/// `identity.subject_id`; `previous` is the person each identity had before (absent for new
+/// ones). A cluster keeps the smallest earlier person id whose founding record (the record
+/// whose own id it is) it still holds; else it is named after its smallest record id. So a new
+/// record joins its person's id, a merge keeps the older id, and ids never collide.
+pub fn resolve(
+    spec: &LinkSpec,
+    records: &[PersonRecord],
+    clerical: &[StoredDecision],
+    previous: &HashMap<(String, String), i64>,
+) -> Resolution {
+    let decisions = rule_decisions(spec, records, clerical);
+    let linkage = link(spec, records, &decisions);
+    let mut members: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (i, &c) in linkage.cluster.iter().enumerate() {
+        members.entry(c).or_default().push(i);
+    }
+    let prev = |r: &PersonRecord| {
+        previous
+            .get(&(r.identity.system.clone(), r.identity.value.clone()))
+            .copied()
+    };
+    let mut person = vec![0i64; records.len()];
+    let mut replaced = Vec::new();
+    let mut clusters: Vec<&Vec<usize>> = members.values().collect();
+    clusters.sort_by_key(|m| m[0]);
+    for m in clusters {
+        let own: std::collections::HashSet<i64> =
+            m.iter().map(|&i| records[i].identity.subject_id).collect();
+        let founded: Vec<i64> = m
+            .iter()
+            .filter_map(|&i| prev(&records[i]))
+            .filter(|p| own.contains(p))
+            .collect();
+        let pid = founded
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or_else(|| *own.iter().min().expect("a cluster has a record"));
+        for &i in m {
+            person[i] = pid;
+            if let Some(p) = prev(&records[i])
+                && p != pid
+                && own.contains(&p)
+            {
+                replaced.push((p, pid));
+            }
+        }
+    }
+    replaced.sort_unstable();
+    replaced.dedup();
+    let mut evidence: Vec<Option<(Rule, f64)>> = vec![None; records.len()];
+    for p in &linkage.pairs {
+        if linkage.cluster[p.a as usize] != linkage.cluster[p.b as usize]
+            || p.probability < spec.thresholds.link
+        {
+            continue;
+        }
+        for i in [p.a as usize, p.b as usize] {
+            if evidence[i].is_none_or(|(_, q)| p.probability > q) {
+                evidence[i] = Some((p.rule, p.probability));
+            }
+        }
+    }
+    Resolution {
+        linkage,
+        person,
+        evidence,
+        replaced,
+        decisions,
     }
 }

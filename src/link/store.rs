@@ -1,13 +1,13 @@
-//! Linkage over a lake's identity store. In: `identity/persons.parquet` (written by ingest),
-//! the spec, and the clerical decisions in `identity/decisions.json`. Out, in one atomic commit
-//! into `identity/` (owner-only, PHI): `links.parquet` (every pair at or above the review
-//! threshold, with its probability, weight, rule and whether it waits for review),
-//! `clusters.parquet` (each record's person), `model.json` (the estimated model), and a
-//! [`LinkReport`] of counts only. Records are shown to people by keyed hashes
+//! The linkage's files in a lake's identity store. In: `identity/persons.parquet` (written by
+//! ingest), the spec, the clerical decisions in `identity/decisions.json`. Out, staged in the
+//! ingest's atomic commit into `identity/` (owner-only, PHI): `links.parquet` (every pair at or
+//! above the review threshold, with its probability, weight, rule and whether it waits for
+//! review), `clusters.parquet` (each identity's person), `model.json` (the estimated model and
+//! a [`LinkReport`] of counts only). Records are shown to people by keyed hashes
 //! ([`Keyring::record_hash`]) with the lake's own secret, never by their identifiers.
 
 use super::spec::LinkSpec;
-use super::{Decision, LinkError, Linkage, Rule};
+use super::{LinkError, Resolution, Rule, StoredDecision};
 use crate::lake::commit::Transaction;
 use crate::lake::write::{owner_only, read_persons, write_batches};
 use crate::lake::{Lake, LakeError};
@@ -83,14 +83,6 @@ impl Keyring {
     }
 }
 
-/// A clerical decision as stored: the two records' identities.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredDecision {
-    pub a: (String, String),
-    pub b: (String, String),
-    pub same: bool,
-}
-
 pub fn read_decisions(lake: &Path) -> Result<Vec<StoredDecision>, LinkError> {
     let p = lake.join(DECISIONS);
     if !p.exists() {
@@ -129,14 +121,12 @@ pub fn decide(lake_dir: &Path, d: StoredDecision) -> Result<(), LinkError> {
     Ok(())
 }
 
-/// Counts of one linkage run (no identity facts).
-#[derive(Debug, Clone, Serialize)]
+/// Counts of one linkage (no identity facts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkReport {
     pub records: u64,
     /// Distinct source identities (system, value) among the records.
     pub identities: u64,
-    /// Subjects the identities make today (one per identity).
-    pub subjects: u64,
     /// People the linkage finds (clusters of identities).
     pub persons: u64,
     pub candidate_pairs: u64,
@@ -147,100 +137,85 @@ pub struct LinkReport {
     pub refused_links: u64,
     /// Identities whose records disagree on birth date or sex.
     pub conflicts: u64,
+    /// Person ids merged into another by this linkage.
+    pub replaced: u64,
     pub prior: f64,
     pub spec_hash: String,
 }
 
-/// Everything a linkage of the store yields, for the CLI.
+impl LinkReport {
+    pub fn new(
+        spec: &LinkSpec,
+        records: &[PersonRecord],
+        r: &Resolution,
+        clerical: usize,
+    ) -> LinkReport {
+        let mut idents: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        for (i, rec) in records.iter().enumerate() {
+            idents
+                .entry((&rec.identity.system, &rec.identity.value))
+                .or_default()
+                .push(i);
+        }
+        let conflicts = idents
+            .values()
+            .filter(|rows| {
+                [IdField::BirthDate, IdField::Sex].iter().any(|&f| {
+                    let mut vals: Vec<&str> =
+                        rows.iter().filter_map(|&i| records[i].get(f)).collect();
+                    vals.sort_unstable();
+                    vals.dedup();
+                    vals.len() > 1
+                })
+            })
+            .count() as u64;
+        let persons: std::collections::HashSet<i64> = r.person.iter().copied().collect();
+        let l = &r.linkage;
+        LinkReport {
+            records: records.len() as u64,
+            identities: idents.len() as u64,
+            persons: persons.len() as u64,
+            candidate_pairs: l.candidates,
+            linked_pairs: l
+                .pairs
+                .iter()
+                .filter(|p| p.probability >= spec.thresholds.link)
+                .count() as u64,
+            identifier_links: r
+                .decisions
+                .iter()
+                .filter(|d| d.rule == Rule::Identifier)
+                .count() as u64,
+            clerical_decisions: clerical as u64,
+            review_pairs: l.review.len() as u64,
+            refused_links: l.refused.len() as u64,
+            conflicts,
+            replaced: r.replaced.len() as u64,
+            prior: l.params.lambda,
+            spec_hash: format!("{:016x}", spec.hash),
+        }
+    }
+}
+
+/// A linkage of the store, for the review commands (nothing is written).
 pub struct StoreLinkage {
     pub records: Vec<PersonRecord>,
-    pub linkage: Linkage,
-    pub report: LinkReport,
+    pub resolution: Resolution,
     pub keyring: Keyring,
 }
 
-/// Decisions the records make themselves: the same identity, a shared strong identifier, a
-/// source's own link; and the clerical decisions on record.
-fn fixed_decisions(
-    spec: &LinkSpec,
-    records: &[PersonRecord],
-    clerical: &[StoredDecision],
-) -> Vec<Decision> {
-    let mut by_key: HashMap<String, Vec<u32>> = HashMap::new();
-    let mut by_identity: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
-    let mut by_value: HashMap<&str, Vec<u32>> = HashMap::new();
-    for (i, r) in records.iter().enumerate() {
-        by_identity
-            .entry((&r.identity.system, &r.identity.value))
-            .or_default()
-            .push(i as u32);
-        by_value
-            .entry(&r.identity.value)
-            .or_default()
-            .push(i as u32);
-        for id in &r.identifiers {
-            if let Some((system, _)) = id.split_once('|')
-                && spec.identifiers.strong.iter().any(|s| s == system)
-            {
-                by_key.entry(id.clone()).or_default().push(i as u32);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    let chain = |group: &[u32], out: &mut Vec<Decision>| {
-        for w in group.windows(2) {
-            out.push(Decision {
-                a: w[0],
-                b: w[1],
-                same: true,
-                rule: Rule::Identifier,
-            });
-        }
-    };
-    for g in by_identity.values().chain(by_key.values()) {
-        chain(g, &mut out);
-    }
-    for (i, r) in records.iter().enumerate() {
-        for id in &r.identifiers {
-            if let Some(target) = id.strip_prefix("link|")
-                && let Some(js) = by_value.get(target)
-            {
-                for &j in js {
-                    if j != i as u32 {
-                        out.push(Decision {
-                            a: i as u32,
-                            b: j,
-                            same: true,
-                            rule: Rule::Identifier,
-                        });
-                    }
-                }
-            }
-        }
-    }
-    for d in clerical {
-        let (Some(a), Some(b)) = (
-            by_identity.get(&(d.a.0.as_str(), d.a.1.as_str())),
-            by_identity.get(&(d.b.0.as_str(), d.b.1.as_str())),
-        ) else {
-            continue;
-        };
-        for &x in a {
-            for &y in b {
-                out.push(Decision {
-                    a: x,
-                    b: y,
-                    same: d.same,
-                    rule: Rule::Clerical,
-                });
-            }
-        }
-    }
-    out.sort_by_key(|d| (d.a.min(d.b), d.a.max(d.b), d.rule == Rule::Clerical));
-    out
+/// The lake's identity records and what it said of them before: each identity's person
+/// (from the subject map).
+pub fn previous_persons(lake: &Lake) -> Result<HashMap<(String, String), i64>, LinkError> {
+    Ok(
+        crate::lake::write::read_subject_map(&lake.root.join("metadata/subject_map.parquet"))?
+            .into_iter()
+            .map(|i| ((i.system, i.value), i.subject_id))
+            .collect(),
+    )
 }
 
-/// Link the lake's identity store (without writing anything).
+/// Link the lake's identity store as the lake now stands (without writing anything).
 pub fn link_store(lake_dir: &Path, spec: &LinkSpec) -> Result<StoreLinkage, LinkError> {
     let lake = Lake::open(lake_dir)?;
     let records = read_persons(&lake.root.join(Lake::persons_rel()))?;
@@ -252,74 +227,32 @@ pub fn link_store(lake_dir: &Path, spec: &LinkSpec) -> Result<StoreLinkage, Link
         });
     }
     let clerical = read_decisions(lake_dir)?;
-    let decisions = fixed_decisions(spec, &records, &clerical);
-    let linkage = super::link(spec, &records, &decisions);
-    let mut idents: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
-    for (i, r) in records.iter().enumerate() {
-        idents
-            .entry((&r.identity.system, &r.identity.value))
-            .or_default()
-            .push(i);
-    }
-    let conflicts = idents
-        .values()
-        .filter(|rows| {
-            [IdField::BirthDate, IdField::Sex].iter().any(|&f| {
-                let mut vals: Vec<&str> = rows.iter().filter_map(|&i| records[i].get(f)).collect();
-                vals.sort_unstable();
-                vals.dedup();
-                vals.len() > 1
-            })
-        })
-        .count() as u64;
-    let subjects: std::collections::HashSet<i64> =
-        records.iter().map(|r| r.identity.subject_id).collect();
-    let persons: std::collections::HashSet<u32> = linkage.cluster.iter().copied().collect();
-    let report = LinkReport {
-        records: records.len() as u64,
-        identities: idents.len() as u64,
-        subjects: subjects.len() as u64,
-        persons: persons.len() as u64,
-        candidate_pairs: linkage.candidates,
-        linked_pairs: linkage
-            .pairs
-            .iter()
-            .filter(|p| p.probability >= spec.thresholds.link)
-            .count() as u64,
-        identifier_links: decisions
-            .iter()
-            .filter(|d| d.rule == Rule::Identifier)
-            .count() as u64,
-        clerical_decisions: clerical.len() as u64,
-        review_pairs: linkage.review.len() as u64,
-        refused_links: linkage.refused.len() as u64,
-        conflicts,
-        prior: linkage.params.lambda,
-        spec_hash: format!("{:016x}", spec.hash),
-    };
+    let resolution = super::resolve(spec, &records, &clerical, &previous_persons(&lake)?);
     let keyring = Keyring::open(lake_dir)?;
     Ok(StoreLinkage {
         records,
-        linkage,
-        report,
+        resolution,
         keyring,
     })
 }
 
-/// Link the store and commit the results into `identity/`.
-pub fn run(lake_dir: &Path, spec: &LinkSpec) -> Result<StoreLinkage, LinkError> {
-    let s = link_store(lake_dir, spec)?;
-    let mut txn = Transaction::begin(lake_dir)?;
+/// Stage the linkage's files into an ingest's transaction.
+pub fn stage(
+    txn: &mut Transaction,
+    records: &[PersonRecord],
+    r: &Resolution,
+    report: &LinkReport,
+) -> Result<(), LinkError> {
     let p = txn.path(LINKS)?;
-    write_links(&p, &s)?;
+    write_links(&p, records, r)?;
     owner_only(&p)?;
     let p = txn.path(CLUSTERS)?;
-    write_clusters(&p, &s)?;
+    write_clusters(&p, records, r)?;
     owner_only(&p)?;
     let model = serde_json::json!({
-        "spec_hash": s.report.spec_hash,
-        "params": s.linkage.params,
-        "report": s.report,
+        "spec_hash": report.spec_hash,
+        "params": r.linkage.params,
+        "report": report,
     });
     let p = txn.path(MODEL)?;
     std::fs::write(&p, serde_json::to_string_pretty(&model).expect("json")).map_err(|err| {
@@ -329,14 +262,12 @@ pub fn run(lake_dir: &Path, spec: &LinkSpec) -> Result<StoreLinkage, LinkError> 
         }
     })?;
     owner_only(&p)?;
-    txn.commit()?;
-    Ok(s)
+    Ok(())
 }
 
-fn write_links(p: &Path, s: &StoreLinkage) -> Result<(), LinkError> {
-    let r = &s.records;
-    let review: std::collections::HashSet<usize> = s.linkage.review.iter().copied().collect();
-    let pairs = &s.linkage.pairs;
+fn write_links(p: &Path, r: &[PersonRecord], res: &Resolution) -> Result<(), LinkError> {
+    let review: std::collections::HashSet<usize> = res.linkage.review.iter().copied().collect();
+    let pairs = &res.linkage.pairs;
     let schema = Arc::new(Schema::new(vec![
         Field::new("a_system", DataType::Utf8, false),
         Field::new("a_value", DataType::Utf8, false),
@@ -376,29 +307,15 @@ fn write_links(p: &Path, s: &StoreLinkage) -> Result<(), LinkError> {
     Ok(write_batches(p, schema, &[b])?)
 }
 
-/// Each identity's person: the smallest subject id among the identities of its cluster.
-pub fn person_of(s: &StoreLinkage) -> Vec<i64> {
-    let mut min: HashMap<u32, i64> = HashMap::new();
-    for (i, &c) in s.linkage.cluster.iter().enumerate() {
-        let sid = s.records[i].identity.subject_id;
-        min.entry(c)
-            .and_modify(|m| *m = (*m).min(sid))
-            .or_insert(sid);
-    }
-    s.linkage.cluster.iter().map(|c| min[c]).collect()
-}
-
-fn write_clusters(p: &Path, s: &StoreLinkage) -> Result<(), LinkError> {
-    let person = person_of(s);
-    let mut rows: Vec<(&str, &str, i64, i64)> = s
-        .records
+fn write_clusters(p: &Path, records: &[PersonRecord], r: &Resolution) -> Result<(), LinkError> {
+    let mut rows: Vec<(&str, &str, i64, i64)> = records
         .iter()
-        .zip(&person)
-        .map(|(r, &pid)| {
+        .zip(&r.person)
+        .map(|(rec, &pid)| {
             (
-                r.identity.system.as_str(),
-                r.identity.value.as_str(),
-                r.identity.subject_id,
+                rec.identity.system.as_str(),
+                rec.identity.value.as_str(),
+                rec.identity.subject_id,
                 pid,
             )
         })
@@ -408,8 +325,8 @@ fn write_clusters(p: &Path, s: &StoreLinkage) -> Result<(), LinkError> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("system", DataType::Utf8, false),
         Field::new("value", DataType::Utf8, false),
+        Field::new("record_subject_id", DataType::Int64, false),
         Field::new("subject_id", DataType::Int64, false),
-        Field::new("person_id", DataType::Int64, false),
     ]));
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(rows.iter().map(|x| x.0))),

@@ -27,6 +27,17 @@ impl Identity {
     }
 }
 
+/// One row of the lake's subject map: a source identity (its own record id in
+/// `identity.subject_id`), the person (subject) it belongs to, and the evidence that put it
+/// there (the rule and probability of its strongest link; `None` for a person of one record).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectRow {
+    pub identity: Identity,
+    pub person: i64,
+    pub rule: Option<String>,
+    pub probability: Option<f64>,
+}
+
 /// An identity fact a record may carry; linkage rules name them (snake case) in
 /// `schemas/linkage.toml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -53,6 +53,10 @@ pub struct Event {
     /// row's `*_id`), so outputs can point back at it (a RiskAssessment's `basis`); `None`
     /// where the source row has no id of its own.
     pub source_record_id: Option<String>,
+    /// The subject id of the source record (identity) this event came from, when identity
+    /// resolution joined that record to another person (`subject_id`); `None` when the event's
+    /// subject is its own record. Lets a later linkage move a record's events to another person.
+    pub source_subject_id: Option<i64>,
 }
 
 /// Input file id (the first 48 bits of its content hash) and row. Two integers rather than a
@@ -175,7 +179,7 @@ pub fn source_name(format: &str, table: &str) -> Cow<'static, str> {
 }
 
 /// Names of the lake's columns, in order.
-pub const COLUMNS: [&str; 14] = [
+pub const COLUMNS: [&str; 15] = [
     "subject_id",
     "time",
     "code",
@@ -190,10 +194,11 @@ pub const COLUMNS: [&str; 14] = [
     "source",
     "provenance",
     "source_record_id",
+    "source_subject_id",
 ];
 
 /// Extension columns beyond MEDS' core five, as listed in `dataset.json`.
-pub const EXTENSION_COLUMNS: [&str; 9] = [
+pub const EXTENSION_COLUMNS: [&str; 10] = [
     "unit",
     "end_time",
     "available_time",
@@ -203,6 +208,7 @@ pub const EXTENSION_COLUMNS: [&str; 9] = [
     "source",
     "provenance",
     "source_record_id",
+    "source_subject_id",
 ];
 
 /// The lake's Arrow schema. `code` is `utf8` (the MEDS validator rejects `large_utf8` there);
@@ -226,6 +232,7 @@ pub fn event_schema() -> SchemaRef {
             Field::new("source", DataType::Utf8, false),
             Field::new("provenance", DataType::Utf8, false),
             Field::new("source_record_id", DataType::Utf8, true),
+            Field::new("source_subject_id", DataType::Int64, true),
         ]))
     })
     .clone()
@@ -256,6 +263,19 @@ impl Event {
             .then_with(|| cmp_opt(&self.visit_id, &o.visit_id))
             .then_with(|| cmp_opt(&self.source_code, &o.source_code))
             .then_with(|| cmp_opt(&self.source_record_id, &o.source_record_id))
+            .then_with(|| cmp_opt(&self.source_subject_id, &o.source_subject_id))
+    }
+
+    /// The source record (identity) the event came from.
+    pub fn record_subject(&self) -> i64 {
+        self.source_subject_id.unwrap_or(self.subject_id)
+    }
+
+    /// Give the event to `person`, remembering its own record.
+    pub fn assign_person(&mut self, person: i64) {
+        let record = self.record_subject();
+        self.subject_id = person;
+        self.source_subject_id = (record != person).then_some(record);
     }
 
     /// Order on the fields that define an exact duplicate (after subject and time).
@@ -324,6 +344,7 @@ pub fn to_batch(events: &[Event]) -> RecordBatch {
     let mut source = StringBuilder::new();
     let mut prov = StringBuilder::with_capacity(n, n * 20);
     let mut record = StringBuilder::new();
+    let mut ssid = Int64Builder::with_capacity(n);
     let mut pbuf = String::with_capacity(32);
     for e in events {
         subject.append_value(e.subject_id);
@@ -342,6 +363,7 @@ pub fn to_batch(events: &[Event]) -> RecordBatch {
         e.provenance.write_to(&mut pbuf);
         prov.append_value(&pbuf);
         record.append_option(e.source_record_id.as_deref());
+        ssid.append_option(e.source_subject_id);
     }
     let cols: Vec<ArrayRef> = vec![
         Arc::new(subject.finish()),
@@ -358,6 +380,7 @@ pub fn to_batch(events: &[Event]) -> RecordBatch {
         Arc::new(source.finish()),
         Arc::new(prov.finish()),
         Arc::new(record.finish()),
+        Arc::new(ssid.finish()),
     ];
     RecordBatch::try_new(event_schema(), cols).expect("columns match the lake schema")
 }
@@ -470,6 +493,19 @@ pub fn from_batch(b: &RecordBatch) -> Result<Vec<Event>, SchemaMismatch> {
     let source = strings(b, "source", false)?;
     let prov = strings(b, "provenance", false)?;
     let record = strings(b, "source_record_id", false)?;
+    let ssid: Vec<Option<i64>> = match col(b, "source_subject_id") {
+        Some(a) => {
+            let a = arrow::compute::cast(a, &DataType::Int64).map_err(|e| SchemaMismatch {
+                column: "source_subject_id".into(),
+                problem: e.to_string(),
+            })?;
+            let f = a.as_any().downcast_ref::<Int64Array>().expect("int64");
+            (0..n)
+                .map(|i| (!f.is_null(i)).then(|| f.value(i)))
+                .collect()
+        }
+        None => vec![None; n],
+    };
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         if sid.is_null(i) {
@@ -502,6 +538,7 @@ pub fn from_batch(b: &RecordBatch) -> Result<Vec<Event>, SchemaMismatch> {
                 .map(Provenance::parse)
                 .unwrap_or_default(),
             source_record_id: record[i].clone(),
+            source_subject_id: ssid[i],
         });
     }
     Ok(out)

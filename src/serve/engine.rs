@@ -120,7 +120,8 @@ pub struct Engine {
     jobs: Mutex<mpsc::Sender<Job>>,
     scoring: Arc<Scoring>,
     lake: Lake,
-    known: SubjectSet,
+    /// Source record id -> person (subject) id, from the lake's subject map.
+    persons: HashMap<i64, i64>,
     task: Task,
     compiled: Compiled,
     vocab: Vocab,
@@ -146,10 +147,12 @@ impl Engine {
         let (task, compiled) = model
             .inputs_for(&lake)
             .map_err(|e| EngineError::Setup(e.to_string()))?;
-        let known: SubjectSet =
-            write::read_subject_map(&lake.root.join("metadata/subject_map.parquet"))?
+        // A chart's patient id is one source record; linkage may have joined it to a person
+        // known under another id.
+        let persons: HashMap<i64, i64> =
+            write::read_subject_rows(&lake.root.join("metadata/subject_map.parquet"))?
                 .into_iter()
-                .map(|i| i.subject_id)
+                .map(|r| (r.identity.subject_id, r.person))
                 .collect();
         let vocab = Vocab {
             ids: model.vocab.clone(),
@@ -180,7 +183,7 @@ impl Engine {
             jobs: Mutex::new(tx),
             scoring,
             lake,
-            known,
+            persons,
             task,
             compiled,
             vocab,
@@ -238,9 +241,11 @@ impl Engine {
         resources: &[String],
         now: i64,
     ) -> Result<PatientResult, EngineError> {
-        let subject = subject_id_for(PATIENT_ID_SYSTEM, patient_id);
-        let in_lake = self.known.contains(&subject);
-        let known: SubjectSet = [subject].into_iter().collect();
+        let record = subject_id_for(PATIENT_ID_SYSTEM, patient_id);
+        let person = self.persons.get(&record).copied();
+        let subject = person.unwrap_or(record);
+        let in_lake = person.is_some();
+        let known: SubjectSet = [record].into_iter().collect();
         let policy = InputPolicy::default();
         let ctx = Ctx {
             time: TimeContext::default(),
@@ -265,7 +270,11 @@ impl Engine {
         let mut events: Vec<Event> = chunk
             .events
             .into_iter()
-            .filter(|e| e.subject_id == subject)
+            .filter(|e| e.subject_id == record)
+            .map(|mut e| {
+                e.assign_person(subject);
+                e
+            })
             .collect();
         // Medications the lake has not seen join their treatments for this request only; the
         // common case (no descriptions) borrows the engine's compiled spec.

@@ -116,7 +116,19 @@ fn review_explain_and_clerical_decisions_over_the_cli() {
     let v = link_json(&lake, &truth);
     assert!(v["report"]["review_pairs"].as_u64().unwrap() >= 1, "{v}");
 
-    // The identity store and the linkage outputs are the owner's alone.
+    let run = |args: &[&str]| -> String {
+        let out = bin().arg("link").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let lake_s = lake.to_str().unwrap();
+    let review = run(&["review", lake_s]);
+    // The identity store, the linkage outputs and the secret of the record hashes (made by the
+    // first review) are the owner's alone.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -133,17 +145,6 @@ fn review_explain_and_clerical_decisions_over_the_cli() {
         }
     }
 
-    let run = |args: &[&str]| -> String {
-        let out = bin().arg("link").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let lake_s = lake.to_str().unwrap();
-    let review = run(&["review", lake_s]);
     assert!(
         !review.contains("given_name="),
         "PHI without --show-identity: {review}"
