@@ -289,3 +289,169 @@ fn every_reader_keeps_identity_facts_for_the_store() {
     assert_eq!(persons[1].get(IdField::BirthDate), Some("1950"));
     assert_eq!(persons[1].get(IdField::Postcode), None);
 }
+
+/// A FEBRL set as two exports: the originals, and the duplicates (another "site").
+fn febrl_in_two(dir: &Path, set: &str) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let csv = febrl(set)?;
+    let truth = febrl_lake(&dir.join("all"), &csv, false);
+    let text = std::fs::read_to_string(dir.join("all/export/Patient.ndjson")).unwrap();
+    let (dups, orgs): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| l.contains("-dup-"));
+    let (a, b) = (dir.join("orgs.ndjson"), dir.join("dups.ndjson"));
+    std::fs::write(&a, orgs.join("\n") + "\n").unwrap();
+    std::fs::write(&b, dups.join("\n") + "\n").unwrap();
+    Some((a, b, truth))
+}
+
+fn person_of(lake: &Path) -> std::collections::HashMap<String, (i64, i64)> {
+    ehr_risk::lake::write::read_subject_rows(&lake.join("metadata/subject_map.parquet"))
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.identity.value.clone(), (r.identity.subject_id, r.person)))
+        .collect()
+}
+
+#[test]
+fn later_records_join_their_person_and_decisions_move_events() {
+    let d = tempfile::tempdir().unwrap();
+    let Some((orgs, dups, _)) = febrl_in_two(d.path(), "dataset1") else {
+        return;
+    };
+    let lake = d.path().join("lake");
+    ingest(&lake, std::slice::from_ref(&orgs));
+    let r = ingest(&lake, std::slice::from_ref(&dups));
+    assert_eq!(r.events_moved, 0, "originals keep their ids: nothing moves");
+    let l = r.linkage.as_ref().expect("ingest links");
+    assert_eq!(l.replaced, 0);
+    valid(&lake);
+    let map = person_of(&lake);
+    // A duplicate joins the person its original founded (the original's own id).
+    let joined = map
+        .iter()
+        .filter(|(v, _)| v.contains("-dup-"))
+        .filter(|(v, (_, person))| {
+            let org = format!("rec-{}-org", v.split('-').nth(1).unwrap());
+            map.get(&org).is_some_and(|(own, _)| own == person)
+        })
+        .count();
+    let dups_n = map.keys().filter(|v| v.contains("-dup-")).count();
+    assert!(
+        joined * 100 >= dups_n * 97,
+        "{joined} of {dups_n} duplicates joined"
+    );
+
+    // A duplicate whose birth date differs from its original's kept its own birth event,
+    // under the original's person, remembering its record.
+    let view = LakeView::load(&lake);
+    let moved_in: Vec<&ehr_risk::schema::Event> = view
+        .events
+        .iter()
+        .filter(|e| e.source_subject_id.is_some())
+        .collect();
+    assert!(!moved_in.is_empty());
+    let e = moved_in[0];
+    let (value, (record, person)) = map
+        .iter()
+        .find(|(_, (rec, _))| Some(*rec) == e.source_subject_id)
+        .unwrap();
+    assert_eq!(e.subject_id, *person);
+    let org = format!("rec-{}-org", value.split('-').nth(1).unwrap());
+
+    // A reviewer says they are different people: relinking moves that record's events back.
+    let lake_s = lake.to_str().unwrap();
+    let hash = |v: &str| -> String {
+        let out = bin()
+            .args(["link", "review", lake_s, "--limit", "0"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let s = ehr_risk::link::store::link_store(
+            &lake,
+            &ehr_risk::link::spec::LinkSpec::default_spec(),
+        )
+        .unwrap();
+        let r = s.records.iter().find(|r| r.identity.value == v).unwrap();
+        s.keyring.record_hash(r)
+    };
+    let (a, b) = (hash(&org), hash(value));
+    let out = bin()
+        .args(["link", "reject", lake_s, &a, &b])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin()
+        .args(["link", "run", "--json", lake_s])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["events_moved"].as_u64().unwrap() >= 1, "{v}");
+    valid(&lake);
+    let map = person_of(&lake);
+    assert_ne!(map[value].1, map[&org].1, "rejected: apart");
+    assert_eq!(
+        map[value].1, *record,
+        "the split-off record is its own person again"
+    );
+    let view = LakeView::load(&lake);
+    assert!(
+        view.events
+            .iter()
+            .any(|e| e.subject_id == *record && e.source_subject_id.is_none())
+    );
+}
+
+#[test]
+fn a_merge_keeps_the_older_person_id_and_moves_the_other_persons_events() {
+    let d = tempfile::tempdir().unwrap();
+    let Some((orgs, dups, _)) = febrl_in_two(d.path(), "dataset3") else {
+        return;
+    };
+    // Duplicates first (FEBRL 3 has up to 9 per original): some of one person's duplicates
+    // are too different to link alone; the original arriving later bridges them, and their
+    // persons merge.
+    let lake = d.path().join("lake");
+    ingest(&lake, std::slice::from_ref(&dups));
+    let before = person_of(&lake);
+    let r = ingest(&lake, std::slice::from_ref(&orgs));
+    valid(&lake);
+    let after = person_of(&lake);
+    let l = r.linkage.as_ref().unwrap();
+    // Person ids are stable: an existing record keeps its person's id or joins another
+    // existing person (a merge); only a record the re-estimated model splits from its person
+    // gets a new id, and that is rare. A new record joins an existing id or is its own.
+    let old_ids: std::collections::HashSet<i64> = before.values().map(|x| x.1).collect();
+    let mut renamed = 0;
+    for (v, (own, person)) in &after {
+        if before.contains_key(v) {
+            renamed += usize::from(!old_ids.contains(person));
+        } else {
+            assert!(old_ids.contains(person) || person == own);
+        }
+    }
+    assert!(
+        renamed * 100 <= before.len(),
+        "{renamed} of {} renamed",
+        before.len()
+    );
+    // Who is who does not depend on the order the exports came in.
+    let all = d.path().join("all-at-once");
+    ingest(&all, &[dups.clone(), orgs.clone()]);
+    let once = person_of(&all);
+    let keys: Vec<&String> = after.keys().collect();
+    let q = ehr_risk::link::quality::pairwise(
+        &keys.iter().map(|k| after[*k].1).collect::<Vec<_>>(),
+        &keys.iter().map(|k| once[*k].1).collect::<Vec<_>>(),
+    );
+    assert_eq!(q.f1, 1.0, "{q:?}");
+    assert!(l.replaced > 0, "{l:?}");
+    // Where persons merged, the events moved and the count says so.
+    assert!(r.events_moved > 0, "{r:?}");
+}
