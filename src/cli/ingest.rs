@@ -41,6 +41,12 @@ pub struct IngestArgs {
     #[arg(long, default_value_t = 250_000, env = "EHR_RISK_BUFFER_EVENTS")]
     pub buffer_events: usize,
     /// Print the ingest report as JSON on stdout.
+    /// Identity resolution spec (default: the embedded schemas/linkage.toml).
+    #[arg(long)]
+    pub link_spec: Option<PathBuf>,
+    /// Join records only by identifier (system, value): no identity resolution.
+    #[arg(long, conflicts_with = "link_spec")]
+    pub no_link: bool,
     #[arg(long)]
     pub json: bool,
     /// Print the resolved configuration and exit.

@@ -23,4 +23,18 @@ pub struct SynthArgs {
     /// People per parallel chunk (memory is a few chunks).
     #[arg(long, default_value_t = 2000)]
     pub chunk: u64,
+    /// How the sites identify people: `shared` (one patient id everywhere, no identity facts)
+    /// or `sites` (each site's own MRNs, with names, birth dates and addresses as typed there:
+    /// linkage must find who is who; the truth goes to truth/identity.csv).
+    #[arg(long, value_enum, default_value = "shared")]
+    pub identities: IdentityArg,
+    /// With `--identities sites`: the chance that a FHIR or claims record carries the SSN.
+    #[arg(long, default_value_t = 0.5)]
+    pub national_id_rate: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdentityArg {
+    Shared,
+    Sites,
 }

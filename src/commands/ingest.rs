@@ -21,6 +21,11 @@ pub fn options(a: &IngestArgs) -> anyhow::Result<IngestOptions> {
             dates_shifted: a.dates_shifted,
             source_vocabulary: a.source_vocabulary,
         },
+        link: if a.no_link {
+            None
+        } else {
+            Some(crate::link::spec::LinkSpec::load(a.link_spec.as_deref())?)
+        },
         ..Default::default()
     };
     if !(1..=4096).contains(&a.shards) {

@@ -88,7 +88,6 @@ pub fn run(a: LinkArgs) -> anyhow::Result<ExitStatus> {
                     if pred.is_empty() {
                         anyhow::bail!("{}: names none of the lake's identities", t.display());
                     }
-                    let real: Vec<&str> = real.iter().map(String::as_str).collect();
                     Some(quality::pairwise(&pred, &real))
                 }
                 None => None,

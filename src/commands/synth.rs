@@ -3,6 +3,7 @@
 use super::ExitStatus;
 use crate::cli::synth::SynthArgs;
 use crate::synth::export::DefectRates;
+use crate::synth::identity::Identities;
 use crate::synth::{SynthManifest, SynthOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -15,6 +16,12 @@ pub fn options(a: &SynthArgs) -> SynthOptions {
         defects: DefectRates::uniform(r),
         duplicate_rate: a.duplicate_rate,
         chunk: a.chunk,
+        identities: match a.identities {
+            crate::cli::synth::IdentityArg::Shared => Identities::Shared,
+            crate::cli::synth::IdentityArg::Sites => Identities::Sites {
+                national_id: a.national_id_rate,
+            },
+        },
     }
 }
 

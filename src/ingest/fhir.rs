@@ -584,9 +584,55 @@ fn current<'x, T>(
         .map(|(_, t)| t)
 }
 
-/// The identity facts of a Patient: names, birth date, sex, address, telecom, identifiers and
-/// `Patient.link`, for the identity store.
-fn patient_facts(res: &Resource, ident: &Identity) -> PersonRecord {
+fn set_address(p: &mut PersonRecord, a: &Address) {
+    if let Some(line) = a.line.first() {
+        p.set_street_line(line);
+    }
+    for (f, v) in [
+        (IdField::Locality, &a.city),
+        (IdField::State, &a.state),
+        (IdField::Postcode, &a.postal_code),
+    ] {
+        if let Some(v) = v.as_deref() {
+            p.set(f, v);
+        }
+    }
+}
+
+/// The identity facts of a Patient, for the identity store: names, birth date, sex, the
+/// current address, telecom, identifiers and `Patient.link`; and one more row of the same
+/// identity for each earlier address it lists (an address history lets a record another site
+/// made before a move still be linked).
+fn patient_facts(res: &Resource, ident: &Identity) -> Vec<PersonRecord> {
+    let base = patient_base(res, ident);
+    let addresses: Vec<Address> = list(res.address);
+    let ended = |per: &Option<Period>| per.as_ref().is_some_and(|x| x.end.is_some());
+    let now = current(
+        &addresses,
+        |a| a.use_.as_deref(),
+        |a| ended(&a.period),
+        &["home"],
+    );
+    let mut out = Vec::new();
+    let mut first = base.clone();
+    if let Some(a) = now {
+        set_address(&mut first, a);
+    }
+    out.push(first);
+    for a in &addresses {
+        if now.is_some_and(|n| std::ptr::eq(n, a)) {
+            continue;
+        }
+        let mut r = base.clone();
+        set_address(&mut r, a);
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+fn patient_base(res: &Resource, ident: &Identity) -> PersonRecord {
     let mut p = PersonRecord::new(ident.clone());
     let names: Vec<HumanName> = list(res.name);
     let ended = |per: &Option<Period>| per.as_ref().is_some_and(|x| x.end.is_some());
@@ -608,26 +654,6 @@ fn patient_facts(res: &Resource, ident: &Identity) -> PersonRecord {
     }
     if let Some(g) = res.gender.as_deref() {
         p.set(IdField::Sex, g);
-    }
-    let addresses: Vec<Address> = list(res.address);
-    if let Some(a) = current(
-        &addresses,
-        |a| a.use_.as_deref(),
-        |a| ended(&a.period),
-        &["home"],
-    ) {
-        if let Some(line) = a.line.first() {
-            p.set_street_line(line);
-        }
-        for (f, v) in [
-            (IdField::Locality, &a.city),
-            (IdField::State, &a.state),
-            (IdField::Postcode, &a.postal_code),
-        ] {
-            if let Some(v) = v.as_deref() {
-                p.set(f, v);
-            }
-        }
     }
     for t in list::<ContactPoint>(res.telecom) {
         if t.system.as_deref() == Some("phone")
@@ -1124,7 +1150,7 @@ fn one_resource(raw: &str, row: u64, ctx: &Ctx, scope: &Scope<'_>, c: &mut Chunk
     if res.resource_type.as_deref() == Some("Patient") {
         match patient(&res, &r, c, raw) {
             Ok((ident, events)) => {
-                c.persons.push(patient_facts(&res, &ident));
+                c.persons.extend(patient_facts(&res, &ident));
                 c.identities.push(ident);
                 c.accept(events);
             }

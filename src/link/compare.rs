@@ -44,6 +44,12 @@ pub fn level(spec: &LinkSpec, c: &Comparison, a: &PersonRecord, b: &PersonRecord
     for (k, l) in c.levels.iter().enumerate() {
         let holds = match l {
             Level::Exact => x == y,
+            Level::ExactWith { also } => {
+                x == y && a.get(*also).is_some() && a.get(*also) == b.get(*also)
+            }
+            Level::OtherExact { field } => {
+                a.get(*field).is_some() && a.get(*field) == b.get(*field)
+            }
             // Names swapped: one record's `with` field is the other's value, and the other
             // crossing agrees too, exactly or but for a typo (Jaro-Winkler >= 0.88).
             Level::Swapped { with } => {

@@ -31,7 +31,7 @@ fn pair_count<K: Hash + Eq>(keys: impl Iterator<Item = K>) -> u64 {
 }
 
 /// Pairwise scores of `predicted` against `truth` (one entry per record in each).
-pub fn pairwise<P: Hash + Eq + Copy, T: Hash + Eq + Copy>(
+pub fn pairwise<P: Hash + Eq + Clone, T: Hash + Eq + Clone>(
     predicted: &[P],
     truth: &[T],
 ) -> Pairwise {
@@ -40,9 +40,9 @@ pub fn pairwise<P: Hash + Eq + Copy, T: Hash + Eq + Copy>(
         truth.len(),
         "one cluster and one person per record"
     );
-    let predicted_pairs = pair_count(predicted.iter().copied());
-    let true_pairs = pair_count(truth.iter().copied());
-    let tp = pair_count(predicted.iter().copied().zip(truth.iter().copied()));
+    let predicted_pairs = pair_count(predicted.iter().cloned());
+    let true_pairs = pair_count(truth.iter().cloned());
+    let tp = pair_count(predicted.iter().cloned().zip(truth.iter().cloned()));
     let (fp, fn_) = (predicted_pairs - tp, true_pairs - tp);
     let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
     let (precision, recall) = (ratio(tp, predicted_pairs), ratio(tp, true_pairs));

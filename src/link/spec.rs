@@ -11,6 +11,16 @@ use serde::Deserialize;
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Level {
     Exact,
+    /// This field and `also` both agree exactly (a street and its house number): one piece
+    /// of evidence, not two.
+    ExactWith {
+        also: IdField,
+    },
+    /// Another field agrees exactly (the town, when the street line was mistyped or moved
+    /// into another field): a weaker level of the same evidence.
+    OtherExact {
+        field: IdField,
+    },
     /// Given and family names swapped: each record's value is the other's `with` field (one
     /// of the two crossings may carry a typo).
     Swapped {
@@ -36,6 +46,8 @@ impl Level {
     pub fn label(&self) -> String {
         match self {
             Level::Exact => "exact".into(),
+            Level::ExactWith { also } => format!("exact with {}", also.name()),
+            Level::OtherExact { field } => format!("same {}", field.name()),
             Level::Swapped { with } => format!("swapped with {}", with.name()),
             Level::Nickname => "nickname".into(),
             Level::JaroWinkler { at_least } => format!("jaro-winkler >= {at_least}"),
@@ -242,6 +254,8 @@ impl LinkSpec {
 fn swapped_fields(c: &Comparison) -> impl Iterator<Item = IdField> + '_ {
     c.levels.iter().filter_map(|l| match l {
         Level::Swapped { with } => Some(*with),
+        Level::ExactWith { also } => Some(*also),
+        Level::OtherExact { field } => Some(*field),
         _ => None,
     })
 }
@@ -269,7 +283,7 @@ mod tests {
         let e = LinkSpec::parse(&broken, "x.toml").unwrap_err().to_string();
         assert!(e.contains("x.toml") && e.contains("review <= link"), "{e}");
         let broken = DEFAULT.replace(
-            "em_blocks = [[\"birth_date\"], [\"postcode\"]]",
+            "em_blocks = [[\"given_name\", \"family_name\"], [\"birth_date\"]]",
             "em_blocks = [[\"birth_date\"]]",
         );
         let e = LinkSpec::parse(&broken, "x.toml").unwrap_err().to_string();

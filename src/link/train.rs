@@ -181,10 +181,15 @@ fn em(
             if total <= 0.0 {
                 continue;
             }
+            let last = row.len() - 1;
             for k in 1..row.len() {
-                // A level (almost) no match reached has no evidence for m: it weighs nothing
-                // (m = u) rather than counting as proof of a non-match.
-                m[c][k] = if row[k] < 0.5 {
+                // An intermediate level (almost) no match reached has no evidence for m: it
+                // weighs nothing (m = u) rather than counting as proof of a non-match. That
+                // matches never disagree outright (`else`) is evidence: m stays small, half a
+                // pair at least.
+                m[c][k] = if k == last {
+                    row[k].max(0.5) / total
+                } else if row[k] < 0.5 {
                     u[c][k]
                 } else {
                     row[k] / total

@@ -5,6 +5,7 @@
 //! two or three of them; each visit is recorded in one (sometimes copied into a second, exactly);
 //! demographics go to all. Defects are injected as extra rows, each kind counted exactly.
 
+use super::identity::{self, Identities, SiteRecord};
 use super::sim::{Dx, Export, Meas, Person, Rx, Smoking, Visit};
 use crate::rng::Rng;
 use chrono::{DateTime, Utc};
@@ -150,6 +151,31 @@ pub struct Out {
     pub rows: Vec<u64>,
     pub defects: BTreeMap<String, u64>,
     pub copies: u64,
+    /// With per-site identities: `clinic_omop/location.csv` rows and `truth/identity.csv` rows.
+    pub locations: String,
+    pub identity_truth: String,
+}
+
+/// Files written only with per-site identities, with their headers.
+pub const LOCATION_FILE: (&str, &str) = (
+    "clinic_omop/location.csv",
+    "location_id,address_1,address_2,city,state,zip",
+);
+pub const IDENTITY_TRUTH_FILE: (&str, &str) = ("truth/identity.csv", "system,value,person");
+
+/// A file's header under an identity mode: per-site identities add the identity columns a
+/// site keeps (OMOP `location_id`; Synthea's names, SSN and address).
+pub fn header(rel: &str, header: Option<&'static str>, mode: Identities) -> Option<String> {
+    if mode == Identities::Shared {
+        return header.map(String::from);
+    }
+    match rel {
+        "clinic_omop/person.csv" => header.map(|h| format!("{h},location_id")),
+        "synthea_csv/patients.csv" => {
+            header.map(|h| format!("{h},SSN,FIRST,LAST,ADDRESS,CITY,STATE,ZIP"))
+        }
+        _ => header.map(String::from),
+    }
 }
 
 impl Out {
@@ -399,13 +425,95 @@ fn female(p: &Person) -> bool {
     p.sex == crate::model::equations::pce::Sex::Female
 }
 
+/// Each site's id of the person (the UUID everywhere when sites share ids).
+pub struct SiteIds {
+    pub fhir: String,
+    pub omop: String,
+    pub synthea: String,
+}
+
+impl SiteIds {
+    fn of(&self, e: Export) -> &str {
+        match e {
+            Export::Fhir => &self.fhir,
+            Export::Omop => &self.omop,
+            Export::Synthea => &self.synthea,
+        }
+    }
+}
+
+/// The FHIR fields of a site record's identity facts (after `"birthDate"`), JSON-escaped.
+fn fhir_identity(rec: &SiteRecord) -> String {
+    let mut ids = vec![serde_json::json!({"system": HOSPITAL_MRN_SYSTEM, "value": rec.id})];
+    if let Some(ssn) = &rec.ssn {
+        ids.push(serde_json::json!({"system": "http://hl7.org/fhir/sid/us-ssn",
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "SS"}]},
+            "value": ssn}));
+    }
+    let mut out = format!(",\"identifier\":{}", serde_json::Value::Array(ids));
+    let mut name = serde_json::Map::new();
+    name.insert("use".into(), "official".into());
+    if let Some(f) = &rec.family {
+        name.insert("family".into(), f.as_str().into());
+    }
+    if let Some(g) = &rec.given {
+        name.insert("given".into(), serde_json::json!([g]));
+    }
+    if name.len() > 1 {
+        let _ = write!(out, ",\"name\":[{}]", serde_json::Value::Object(name));
+    }
+    let addr = |a: &identity::Address| serde_json::json!({"use": "home", "line": [a.line()], "city": a.town, "state": "MA", "postalCode": a.zip});
+    let mut list: Vec<serde_json::Value> = rec.address.iter().map(addr).collect();
+    if let Some(old) = &rec.old_address {
+        let mut o = addr(old);
+        o["use"] = "old".into();
+        o["period"] = serde_json::json!({"end": "2015-06-30"});
+        list.push(o);
+    }
+    if !list.is_empty() {
+        let _ = write!(out, ",\"address\":{}", serde_json::Value::Array(list));
+    }
+    out
+}
+
+/// The hospital's MRN system in its FHIR export.
+pub const HOSPITAL_MRN_SYSTEM: &str = "urn:ehr-risk:synth:hospital-mrn";
+
 /// Write one person into the exports they belong to, with any defects drawn for them.
-pub fn write_person(p: &Person, seed: u64, rates: &DefectRates, o: &mut Out) {
+pub fn write_person(p: &Person, seed: u64, rates: &DefectRates, mode: Identities, o: &mut Out) {
     let mut r = Rng::new(seed, p.index, 7);
     let pid = p.index + 1;
-    let birth = p.birth.format("%Y-%m-%d").to_string();
+    let truth = (mode != Identities::Shared).then(|| identity::true_identity(p, seed));
+    let record = |e: Export| match &truth {
+        Some(t) => identity::site_record(p, t, seed, mode, e),
+        None => identity::site_record(
+            p,
+            &identity::TrueIdentity {
+                given: String::new(),
+                family: String::new(),
+                address: identity::Address {
+                    number: 0,
+                    street: String::new(),
+                    town: "",
+                    zip: String::new(),
+                },
+                previous: None,
+                ssn: String::new(),
+            },
+            seed,
+            mode,
+            e,
+        ),
+    };
+    let ids = SiteIds {
+        fhir: identity::site_id(p, seed, mode, Export::Fhir),
+        omop: identity::site_id(p, seed, mode, Export::Omop),
+        synthea: identity::site_id(p, seed, mode, Export::Synthea),
+    };
     // Demographics, in every export the person is in.
     if p.in_fhir {
+        let rec = record(Export::Fhir);
+        let birth = &rec.birth;
         let race = race_text(p, false);
         let title = if race == "white" {
             "White"
@@ -418,50 +526,90 @@ pub fn write_person(p: &Person, seed: u64, rates: &DefectRates, o: &mut Out) {
             .death
             .map(|d| format!(",\"deceasedDateTime\":\"{}\"", fhir_time(d)))
             .unwrap_or_default();
+        let facts = if truth.is_some() {
+            fhir_identity(&rec)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             o.line(F_PAT),
-            r#"{{"resourceType":"Patient","id":"{}","gender":"{}","birthDate":"{birth}"{death},"extension":[{{"url":"http://hl7.org/fhir/us/core/StructureDefinition/us-core-race","extension":[{{"url":"text","valueString":"{title}"}}]}}]}}"#,
-            p.uuid,
+            r#"{{"resourceType":"Patient","id":"{}","gender":"{}","birthDate":"{birth}"{death}{facts},"extension":[{{"url":"http://hl7.org/fhir/us/core/StructureDefinition/us-core-race","extension":[{{"url":"text","valueString":"{title}"}}]}}]}}"#,
+            ids.fhir,
             if female(p) { "female" } else { "male" }
         );
+        if truth.is_some() {
+            let _ = writeln!(o.identity_truth, "patient-id,{},{}", ids.fhir, p.uuid);
+        }
     }
     if p.in_omop {
+        let rec = record(Export::Omop);
         let race = match race_text(p, false) {
             "white" => (8527, "white"),
             "other" => (8522, "other"),
             _ => (8516, "black"),
         };
+        let (y, m, d) = (&rec.birth[..4], &rec.birth[5..7], &rec.birth[8..10]);
+        let location = match (&truth, &rec.address) {
+            (Some(_), Some(a)) => {
+                let _ = writeln!(o.locations, "{pid},{},,{},MA,{}", a.line(), a.town, a.zip);
+                format!(",{pid}")
+            }
+            (Some(_), None) => ",".to_string(),
+            (None, _) => String::new(),
+        };
         let _ = writeln!(
             o.line(O_PERSON),
-            "{pid},{},{},{},{},{birth} 00:00:00,{},0,{},{},{}",
+            "{pid},{},{y},{},{},{} 00:00:00,{},0,{},{},{}{location}",
             if female(p) { 8532 } else { 8507 },
-            p.birth.format("%Y"),
-            p.birth.format("%-m"),
-            p.birth.format("%-d"),
+            m.trim_start_matches('0'),
+            d.trim_start_matches('0'),
+            rec.birth,
             race.0,
-            p.uuid,
+            ids.omop,
             if female(p) { "F" } else { "M" },
             race.1
         );
+        if truth.is_some() {
+            let _ = writeln!(o.identity_truth, "patient-id,{},{}", ids.omop, p.uuid);
+        }
         if let Some(d) = p.death {
             let (dd, dt) = omop_dt(d);
             let _ = writeln!(o.line(O_DEATH), "{pid},{dd},{dt},32817");
         }
     }
     if p.in_synthea {
+        let rec = record(Export::Synthea);
         let death = p.death.map(|d| omop_dt(d).0).unwrap_or_default();
+        let facts = if truth.is_some() {
+            let a = rec.address.as_ref();
+            format!(
+                ",{},{},{},{},{},MA,{}",
+                rec.ssn.as_deref().unwrap_or(""),
+                rec.given.as_deref().unwrap_or(""),
+                rec.family.as_deref().unwrap_or(""),
+                a.map(|a| a.line()).unwrap_or_default(),
+                a.map(|a| a.town).unwrap_or(""),
+                a.map(|a| a.zip.as_str()).unwrap_or(""),
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             o.line(S_PAT),
-            "{},{birth},{death},{},nonhispanic,{}",
-            p.uuid,
+            "{},{},{death},{},nonhispanic,{}{facts}",
+            ids.synthea,
+            rec.birth,
             race_text(p, true),
             if female(p) { "F" } else { "M" }
         );
+        if truth.is_some() {
+            let _ = writeln!(o.identity_truth, "patient-id,{},{}", ids.synthea, p.uuid);
+        }
     }
     for (k, v) in p.visits.iter().enumerate() {
-        write_visit(p, k, v, v.export, false, o);
+        write_visit(p, &ids, k, v, v.export, false, o);
         if let Some(c) = v.copy_to {
-            write_visit(p, k, v, c, true, o);
+            write_visit(p, &ids, k, v, c, true, o);
             o.copies += 1;
         }
     }
@@ -477,7 +625,7 @@ pub fn write_person(p: &Person, seed: u64, rates: &DefectRates, o: &mut Out) {
             let _ = writeln!(
                 o.line(F_OBS),
                 r#"{{"resourceType":"Observation","status":"final","subject":{{"reference":"Patient/{}"#,
-                p.uuid
+                ids.fhir
             );
             defect(o, "malformed_json");
         }
@@ -485,7 +633,7 @@ pub fn write_person(p: &Person, seed: u64, rates: &DefectRates, o: &mut Out) {
             let _ = writeln!(
                 o.line(F_OBS),
                 r#"{{"resourceType":"Observation","status":"final","subject":{{"reference":"Patient/{}"}},"effectiveDateTime":"{}","code":{{"coding":[{{"system":"http://loinc.org","code":"2093-3"}}]}},"valueQuantity":{{"value":2.1,"unit":"g/L"}}}}"#,
-                p.uuid,
+                ids.fhir,
                 fhir_time(t)
             );
             defect(o, "unknown_unit");
@@ -503,7 +651,7 @@ pub fn write_person(p: &Person, seed: u64, rates: &DefectRates, o: &mut Out) {
             let _ = writeln!(
                 o.line(F_COND),
                 r#"{{"resourceType":"Condition","subject":{{"reference":"Patient/{}"}},"onsetDateTime":"2999-01-01","code":{{"coding":[{{"system":"http://snomed.info/sct","code":"59621000"}}]}}}}"#,
-                p.uuid
+                ids.fhir
             );
             defect(o, "future_event");
         }
@@ -521,15 +669,29 @@ pub fn write_person(p: &Person, seed: u64, rates: &DefectRates, o: &mut Out) {
             o.line(S_OBS),
             "{},{},,vital-signs,8480-6,Systolic blood pressure,900.0,mm[Hg],numeric",
             z_time(t),
-            p.uuid
+            ids.synthea
         );
         defect(o, "implausible_value");
     }
 }
 
-fn write_visit(p: &Person, k: usize, v: &Visit, export: Export, copy: bool, o: &mut Out) {
+fn write_visit(
+    p: &Person,
+    ids: &SiteIds,
+    k: usize,
+    v: &Visit,
+    export: Export,
+    copy: bool,
+    o: &mut Out,
+) {
     let pid = p.index + 1;
-    let enc_id = format!("{}-{k}", &p.uuid[..8]);
+    // Encounter ids: the UUID's first block when sites share ids, else the site's own MRN.
+    let stem = if ids.fhir == p.uuid {
+        &p.uuid[..8]
+    } else {
+        ids.of(export)
+    };
+    let enc_id = format!("{stem}-{k}");
     let end = v.end.unwrap_or(v.time + 20 * 60_000_000);
     match export {
         Export::Fhir => {
@@ -537,7 +699,7 @@ fn write_visit(p: &Person, k: usize, v: &Visit, export: Export, copy: bool, o: &
             let _ = writeln!(
                 o.line(F_ENC),
                 r#"{{"resourceType":"Encounter","id":"{enc_id}","status":"finished","class":{{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"{class}"}},"subject":{{"reference":"Patient/{}"}},"period":{{"start":"{}","end":"{}"}}}}"#,
-                p.uuid,
+                ids.fhir,
                 fhir_time(v.time),
                 fhir_time(end)
             );
@@ -557,14 +719,14 @@ fn write_visit(p: &Person, k: usize, v: &Visit, export: Export, copy: bool, o: &
                 let _ = writeln!(
                     o.line(F_COND),
                     r#"{{"resourceType":"Condition","id":"{enc_id}-c{i}","subject":{{"reference":"Patient/{}"}},"encounter":{{"reference":"Encounter/{enc_id}"}},"onsetDateTime":"{t}","code":{{"coding":[{codings}]}}}}"#,
-                    p.uuid
+                    ids.fhir
                 );
             }
             let obs = |o: &mut Out, id: String, body: String| {
                 let _ = writeln!(
                     o.line(F_OBS),
                     r#"{{"resourceType":"Observation","id":"{id}","status":"final","subject":{{"reference":"Patient/{}"}},"encounter":{{"reference":"Encounter/{enc_id}"}},"effectiveDateTime":"{t}",{body}}}"#,
-                    p.uuid
+                    ids.fhir
                 );
             };
             let get = |m: Meas| v.measurements.iter().find(|x| x.0 == m).map(|x| x.1);
@@ -605,7 +767,7 @@ fn write_visit(p: &Person, k: usize, v: &Visit, export: Export, copy: bool, o: &
                 let _ = writeln!(
                     o.line(F_MED),
                     r#"{{"resourceType":"MedicationRequest","id":"{enc_id}-rx{i}","status":"active","intent":"order","subject":{{"reference":"Patient/{}"}},"encounter":{{"reference":"Encounter/{enc_id}"}},"authoredOn":"{t}","medicationCodeableConcept":{{"coding":[{{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"{code}","display":"{desc}"}}]}}}}"#,
-                    p.uuid
+                    ids.fhir
                 );
             }
         }
@@ -671,12 +833,16 @@ fn write_visit(p: &Person, k: usize, v: &Visit, export: Export, copy: bool, o: &
             let _ = writeln!(
                 o.line(S_ENC),
                 "{enc_id},{start},{stop},{},{class},185349003,Encounter for check up",
-                p.uuid
+                ids.synthea
             );
             let day = &start[..10];
             for d in &v.diagnoses {
                 let (snomed, _, desc, ..) = dx_info(*d);
-                let _ = writeln!(o.line(S_COND), "{day},,{},{enc_id},{snomed},{desc}", p.uuid);
+                let _ = writeln!(
+                    o.line(S_COND),
+                    "{day},,{},{enc_id},{snomed},{desc}",
+                    ids.synthea
+                );
             }
             for (m, x) in &v.measurements {
                 let (loinc, desc, unit, _) = meas_info(*m);
@@ -688,20 +854,24 @@ fn write_visit(p: &Person, k: usize, v: &Visit, export: Export, copy: bool, o: &
                 let _ = writeln!(
                     o.line(S_OBS),
                     "{start},{},{enc_id},{cat},{loinc},{desc},{x:.1},{unit},numeric",
-                    p.uuid
+                    ids.synthea
                 );
             }
             if let Some(s) = v.smoking {
                 let _ = writeln!(
                     o.line(S_OBS),
                     "{start},{},{enc_id},survey,72166-2,Tobacco smoking status,{},,text",
-                    p.uuid,
+                    ids.synthea,
                     smoking_info(s).1
                 );
             }
             for rx in &v.treatments {
                 let (code, desc, _) = rx_info(*rx);
-                let _ = writeln!(o.line(S_MED), "{start},,{},{enc_id},{code},{desc}", p.uuid);
+                let _ = writeln!(
+                    o.line(S_MED),
+                    "{start},,{},{enc_id},{code},{desc}",
+                    ids.synthea
+                );
             }
         }
     }

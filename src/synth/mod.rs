@@ -6,6 +6,7 @@
 //! output is the same bytes for the same seed and memory stays bounded by a few chunks.
 
 pub mod export;
+pub mod identity;
 pub use crate::rng;
 pub mod sim;
 
@@ -45,6 +46,9 @@ pub struct SynthOptions {
     pub duplicate_rate: f64,
     /// People per parallel chunk.
     pub chunk: u64,
+    /// One patient id shared by every site, or each site's own MRNs and identity facts.
+    #[serde(default)]
+    pub identities: identity::Identities,
 }
 
 impl Default for SynthOptions {
@@ -55,6 +59,7 @@ impl Default for SynthOptions {
             defects: DefectRates::default(),
             duplicate_rate: 0.05,
             chunk: 2000,
+            identities: identity::Identities::Shared,
         }
     }
 }
@@ -76,6 +81,13 @@ impl SynthOptions {
                     "{name} = {r}: a rate must be between 0 and 1"
                 )));
             }
+        }
+        if let identity::Identities::Sites { national_id } = self.identities
+            && !(0.0..=1.0).contains(&national_id)
+        {
+            return Err(SynthError::Invalid(format!(
+                "national_id = {national_id}: a rate must be between 0 and 1"
+            )));
         }
         if self.patients == 0 || self.chunk == 0 {
             return Err(SynthError::Invalid(
@@ -166,7 +178,7 @@ fn chunk(opts: &SynthOptions, lo: u64, hi: u64) -> ChunkResult {
     let (mut mi, mut stroke, mut deaths) = (0, 0, 0);
     for i in lo..hi {
         let p = Person::simulate(opts.seed, i, &sim);
-        export::write_person(&p, opts.seed, &opts.defects, &mut out);
+        export::write_person(&p, opts.seed, &opts.defects, opts.identities, &mut out);
         people_in[0] += p.in_fhir as u64;
         people_in[1] += p.in_omop as u64;
         people_in[2] += p.in_synthea as u64;
@@ -226,10 +238,22 @@ pub fn run(
         std::fs::create_dir_all(p.parent().expect("has parent")).map_err(io(&p))?;
         let f = std::fs::File::create(&p).map_err(io(&p))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        if let Some(h) = header {
+        if let Some(h) = export::header(rel, header, opts.identities) {
             writeln!(w, "{h}").map_err(io(&p))?;
         }
         handles.push((p, w));
+    }
+    // Per-site identities: the clinic's locations and who is who.
+    let mut extra = Vec::new();
+    if opts.identities != identity::Identities::Shared {
+        for (rel, h) in [export::LOCATION_FILE, export::IDENTITY_TRUTH_FILE] {
+            let p = dir.join(rel);
+            std::fs::create_dir_all(p.parent().expect("has parent")).map_err(io(&p))?;
+            let f = std::fs::File::create(&p).map_err(io(&p))?;
+            let mut w = std::io::BufWriter::new(f);
+            writeln!(w, "{h}").map_err(io(&p))?;
+            extra.push((p, w));
+        }
     }
     let concept = dir.join("clinic_omop/concept.csv");
     std::fs::write(&concept, export::omop_concepts()).map_err(io(&concept))?;
@@ -280,6 +304,11 @@ pub fn run(
                 w.write_all(text.as_bytes()).map_err(io(p))?;
                 rows[i] += res.out.rows[i];
             }
+            if let [(lp, lw), (tp, tw)] = &mut extra[..] {
+                lw.write_all(res.out.locations.as_bytes()).map_err(io(lp))?;
+                tw.write_all(res.out.identity_truth.as_bytes())
+                    .map_err(io(tp))?;
+            }
             for (k, n) in &res.out.defects {
                 m.defects.get_mut(k).expect("known defect kind").1 += n;
             }
@@ -297,7 +326,7 @@ pub fn run(
             progress(hi);
         }
     }
-    for (p, mut w) in handles {
+    for (p, mut w) in handles.into_iter().chain(extra) {
         w.flush().map_err(io(&p))?;
     }
     truth.close().map_err(perr)?;
