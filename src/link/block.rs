@@ -60,37 +60,53 @@ fn groups(keys: &[Option<u64>]) -> Vec<Vec<u32>> {
     out
 }
 
-/// The candidate pairs of a list of rules, each pair once (by the first rule that finds it).
-pub fn candidates(rules: &[Blocking], records: &[PersonRecord]) -> Vec<(u32, u32)> {
-    let keys = keys(rules, records);
-    let mut out = Vec::new();
-    for (r, k) in keys.iter().enumerate() {
-        let earlier = &keys[..r];
-        let found: Vec<(u32, u32)> = groups(k)
-            .par_iter()
-            .flat_map_iter(|g| {
-                let mut v = Vec::new();
-                for (x, &a) in g.iter().enumerate() {
-                    for &b in &g[x + 1..] {
-                        let seen = earlier
-                            .iter()
-                            .any(|e| e[a as usize].is_some() && e[a as usize] == e[b as usize]);
-                        if !seen {
-                            v.push((a.min(b), a.max(b)));
-                        }
-                    }
-                }
-                v
-            })
+/// The candidate pairs of a list of rules, each pair once (by the first rule that finds it),
+/// streamed: the keys and groups are held, the pairs are produced in parallel as they are
+/// consumed, so a million records need not hold their tens of millions of pairs at once.
+pub struct Candidates {
+    keys: Vec<Vec<Option<u64>>>,
+    /// (rule, records sharing a key), rules in order.
+    groups: Vec<(usize, Vec<u32>)>,
+}
+
+impl Candidates {
+    pub fn new(rules: &[Blocking], records: &[PersonRecord]) -> Candidates {
+        let keys = keys(rules, records);
+        let groups = keys
+            .iter()
+            .enumerate()
+            .flat_map(|(r, k)| groups(k).into_iter().map(move |g| (r, g)))
             .collect();
-        out.extend(found);
+        Candidates { keys, groups }
     }
-    out
+
+    /// Every candidate pair, in parallel (the order is not fixed: collect and sort when it
+    /// matters).
+    pub fn par_pairs(&self) -> impl ParallelIterator<Item = (u32, u32)> + '_ {
+        self.groups.par_iter().flat_map_iter(move |(r, g)| {
+            let earlier = &self.keys[..*r];
+            g.iter().enumerate().flat_map(move |(x, &a)| {
+                g[x + 1..].iter().filter_map(move |&b| {
+                    let seen = earlier
+                        .iter()
+                        .any(|e| e[a as usize].is_some() && e[a as usize] == e[b as usize]);
+                    (!seen).then_some((a.min(b), a.max(b)))
+                })
+            })
+        })
+    }
+}
+
+/// The candidate pairs of a list of rules, each once, sorted.
+pub fn candidates(rules: &[Blocking], records: &[PersonRecord]) -> Vec<(u32, u32)> {
+    let mut v: Vec<(u32, u32)> = Candidates::new(rules, records).par_pairs().collect();
+    v.par_sort_unstable();
+    v
 }
 
 /// How many distinct pairs agree on every field of at least one of the rules.
 pub fn count_pairs(rules: &[Blocking], records: &[PersonRecord]) -> u64 {
-    candidates(rules, records).len() as u64
+    Candidates::new(rules, records).par_pairs().count() as u64
 }
 
 #[cfg(test)]
@@ -122,8 +138,7 @@ mod tests {
             },
             on(&[IdField::Postcode]),
         ];
-        let mut c = candidates(&rules, &rs);
-        c.sort();
+        let c = candidates(&rules, &rs);
         // names: 0-1, 0-2, 1-2; postcode adds only 2-3 (0-1 already found).
         assert_eq!(c, vec![(0, 1), (0, 2), (1, 2), (2, 3)]);
         // Ordered names do not meet when swapped.

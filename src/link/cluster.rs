@@ -1,8 +1,9 @@
-//! Clusters: which records are one person. In: the number of records and scored pairs. Out: a
-//! cluster per record (connected components of the pairs at or above the link threshold, the
-//! strongest first) and the links refused by a guard against chaining: a link never joins two
-//! clusters that hold a confident non-match (a pair below `cannot_link`), nor makes a cluster
-//! larger than `max_size`. Single-linkage alone lets one wrong pair join two people's records.
+//! Clusters: which records are one person. In: the number of records, the links (pairs at or
+//! above the link threshold) and a way to score any pair. Out: a cluster per record (connected
+//! components of the links, the strongest first) and the links refused by a guard against
+//! chaining: a link never joins two clusters that hold a confident non-match (any pair of their
+//! records, blocked together or not, scored below `cannot_link`), nor makes a cluster larger
+//! than `max_size`. Single-linkage alone lets one wrong pair join two people's records.
 
 /// A pair as scored: records `a < b` and the match probability.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,17 +47,13 @@ impl Sets {
 
 pub fn cluster(
     n: usize,
-    pairs: &[Scored],
+    links: &[Scored],
     link: f64,
     cannot_link: f64,
     max_size: usize,
+    score: &dyn Fn(u32, u32) -> f64,
 ) -> Clustering {
-    let mut cannot: Vec<Vec<u32>> = vec![Vec::new(); n];
-    for s in pairs.iter().filter(|s| s.p < cannot_link) {
-        cannot[s.a as usize].push(s.b);
-        cannot[s.b as usize].push(s.a);
-    }
-    let mut links: Vec<Scored> = pairs.iter().copied().filter(|s| s.p >= link).collect();
+    let mut links: Vec<Scored> = links.iter().copied().filter(|s| s.p >= link).collect();
     links.sort_by(|x, y| y.p.total_cmp(&x.p).then((x.a, x.b).cmp(&(y.a, y.b))));
     let mut sets = Sets {
         parent: (0..n as u32).collect(),
@@ -73,16 +70,16 @@ pub fn cluster(
         } else {
             (rb, ra)
         };
-        if sets.members[small as usize].len() + sets.members[big as usize].len() > max_size {
+        let (ms, mb) = (&sets.members[small as usize], &sets.members[big as usize]);
+        if ms.len() + mb.len() > max_size {
             refused.push((s, Refused::TooLarge));
             continue;
         }
-        let conflict = sets.members[small as usize].clone().into_iter().any(|x| {
-            cannot[x as usize]
-                .clone()
-                .into_iter()
-                .any(|y| sets.find(y) == big)
-        });
+        // Every pair the merge would put together, scored (two records: the link itself).
+        let conflict = ms.len() * mb.len() > 1
+            && ms
+                .iter()
+                .any(|&x| mb.iter().any(|&y| score(x.min(y), x.max(y)) < cannot_link));
         if conflict {
             refused.push((s, Refused::CannotLink));
             continue;
@@ -112,6 +109,7 @@ mod tests {
 
     #[test]
     fn components_with_guards_against_chaining() {
+        let neutral = |_: u32, _: u32| 0.5;
         // 0-1 and 1-2 link, 3 alone.
         let c = cluster(
             4,
@@ -119,21 +117,18 @@ mod tests {
             0.95,
             0.001,
             10,
+            &neutral,
         );
         assert_eq!(c.cluster, vec![0, 0, 0, 3]);
         assert!(c.refused.is_empty());
-        // 0 and 2 are a confident non-match: the weaker link 1-2 is refused, not 0-1.
-        let c = cluster(
-            3,
-            &[s(0, 1, 0.99), s(1, 2, 0.97), s(0, 2, 0.0001)],
-            0.95,
-            0.001,
-            10,
-        );
+        // 0 and 2 are a confident non-match (never blocked together): the weaker link 1-2 is
+        // refused, not 0-1.
+        let apart = |a: u32, b: u32| if (a, b) == (0, 2) { 0.0001 } else { 0.5 };
+        let c = cluster(3, &[s(0, 1, 0.99), s(1, 2, 0.97)], 0.95, 0.001, 10, &apart);
         assert_eq!(c.cluster, vec![0, 0, 2]);
         assert_eq!(c.refused, vec![(s(1, 2, 0.97), Refused::CannotLink)]);
         // A size cap.
-        let c = cluster(3, &[s(0, 1, 0.99), s(1, 2, 0.98)], 0.95, 0.001, 2);
+        let c = cluster(3, &[s(0, 1, 0.99), s(1, 2, 0.98)], 0.95, 0.001, 2, &neutral);
         assert_eq!(c.cluster, vec![0, 0, 2]);
         assert_eq!(c.refused[0].1, Refused::TooLarge);
     }

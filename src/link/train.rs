@@ -29,7 +29,7 @@ pub struct Params {
 }
 
 /// Relative frequency of each value of the comparisons with `tf = true` (`None` for others).
-pub type TermFrequencies = Vec<Option<HashMap<String, f64>>>;
+pub type TermFrequencies = Vec<Option<rustc_hash::FxHashMap<String, f64>>>;
 
 pub fn term_frequencies(spec: &LinkSpec, records: &[PersonRecord]) -> TermFrequencies {
     spec.comparisons
@@ -79,23 +79,26 @@ fn sample_pairs(n: usize, max: u64, seed: u64) -> Vec<(u32, u32)> {
 /// Count the level-code vectors of pairs (patterns), in parallel.
 type Patterns = rustc_hash::FxHashMap<Pattern, u64>;
 
-fn patterns(spec: &LinkSpec, records: &[PersonRecord], pairs: &[(u32, u32)]) -> Patterns {
+fn add(mut x: Patterns, y: Patterns) -> Patterns {
+    for (k, v) in y {
+        *x.entry(k).or_default() += v;
+    }
+    x
+}
+
+/// Count the level-code vectors (patterns) of pairs, in parallel.
+fn patterns(
+    spec: &LinkSpec,
+    records: &[PersonRecord],
+    pairs: impl ParallelIterator<Item = (u32, u32)>,
+) -> Patterns {
     pairs
-        .par_chunks(16 * 1024)
-        .map(|ch| {
-            let mut m = Patterns::default();
-            for &(a, b) in ch {
-                *m.entry(pattern(spec, &records[a as usize], &records[b as usize]))
-                    .or_default() += 1;
-            }
+        .fold(Patterns::default, |mut m, (a, b)| {
+            *m.entry(pattern(spec, &records[a as usize], &records[b as usize]))
+                .or_default() += 1;
             m
         })
-        .reduce(Patterns::default, |mut x, y| {
-            for (k, v) in y {
-                *x.entry(k).or_default() += v;
-            }
-            x
-        })
+        .reduce(Patterns::default, add)
 }
 
 /// u per level: the share of random pairs at each level (a pseudo-count of one per level, so
@@ -214,7 +217,7 @@ pub fn estimate(spec: &LinkSpec, records: &[PersonRecord]) -> Params {
     let lambda = ((det as f64 / spec.prior.recall) / all_pairs).clamp(1e-12, 0.5);
 
     let sample = sample_pairs(records.len(), spec.training.u_pairs, spec.training.seed);
-    let u = estimate_u(spec, &patterns(spec, records, &sample));
+    let u = estimate_u(spec, &patterns(spec, records, sample.par_iter().copied()));
 
     let m0: Vec<Vec<f64>> = spec
         .comparisons
@@ -225,23 +228,19 @@ pub fn estimate(spec: &LinkSpec, records: &[PersonRecord]) -> Params {
     let mut sessions = vec![0usize; spec.comparisons.len()];
     let mut em_pairs = Vec::new();
     for fields in &spec.training.em_blocks {
-        let pairs = block::candidates(&[block::on(fields)], records);
-        em_pairs.push(pairs.len() as u64);
+        let blocked = block::Candidates::new(&[block::on(fields)], records);
+        let pats = patterns(spec, records, blocked.par_pairs());
+        let n_pairs: u64 = pats.values().sum();
+        em_pairs.push(n_pairs);
         let free: Vec<bool> = spec
             .comparisons
             .iter()
             .map(|c| !LinkSpec::fields_of(c).iter().any(|f| fields.contains(f)))
             .collect();
-        if pairs.is_empty() {
+        if n_pairs == 0 {
             continue;
         }
-        let m = em(
-            &patterns(spec, records, &pairs),
-            &free,
-            &u,
-            &m0,
-            spec.training.em_iterations,
-        );
+        let m = em(&pats, &free, &u, &m0, spec.training.em_iterations);
         for c in 0..m.len() {
             if free[c] {
                 sessions[c] += 1;
