@@ -295,25 +295,14 @@ mod tests {
         let mut blank = rec("", "x", "");
         blank.fields[IdField::GivenName.index()] = None;
         assert_eq!(lv(&blank, given), 0);
-        assert_eq!(
-            code_label(dob, lv(&rec("x", "x", "1956-09-04"), dob)),
-            "day and month swapped"
-        );
-        assert_eq!(
-            code_label(dob, lv(&rec("x", "x", "1965-04-09"), dob)),
-            "damerau-levenshtein <= 1"
-        );
-        assert_eq!(
-            code_label(dob, lv(&rec("x", "x", "1956-04-28"), dob)),
-            "first 6 characters"
-        );
-        assert_eq!(
-            code_label(dob, lv(&rec("x", "x", "1956-11-28"), dob)),
-            "first 4 characters"
-        );
-        assert_eq!(
-            code_label(dob, lv(&rec("x", "x", "1971-11-28"), dob)),
-            "else"
-        );
+        for (written, level) in [
+            ("1956-09-04", "day and month swapped"),
+            ("1965-04-09", "damerau-levenshtein <= 1"),
+            ("1956-04-28", "first 6 characters"),
+            ("1956-11-28", "first 4 characters"),
+            ("1971-11-28", "else"),
+        ] {
+            assert_eq!(code_label(dob, lv(&rec("x", "x", written), dob)), level);
+        }
     }
 }
