@@ -2,7 +2,7 @@
 //! format and row counts, and every run. A file whose hash is already here is not read again,
 //! which is what makes re-running the same export a no-op and a new export incremental.
 
-use crate::ingest::Tally;
+use crate::schema::records::Tally;
 use serde::{Deserialize, Serialize};
 
 /// Version 2 added `available_time` and `coded_at_discharge` to the events; a lake of another
@@ -40,7 +40,7 @@ pub struct InputRecord {
     pub duplicates: u64,
     /// What the input was read under (shifted dates, vocabulary of bare source values).
     #[serde(default)]
-    pub policy: crate::ingest::InputPolicy,
+    pub policy: crate::schema::records::InputPolicy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

@@ -3,8 +3,8 @@
 //! settings are fixed (zstd, fixed `created_by`) so the same events give the same bytes.
 
 use super::{LakeError, io};
-use crate::ingest::Quarantined;
 use crate::schema::identity::{IdField, Identity, PersonRecord, SubjectRow};
+use crate::schema::records::Quarantined;
 use crate::schema::{Event, event_schema, to_batch};
 use arrow::array::{
     Array, ArrayRef, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder, UInt64Array,

@@ -7,6 +7,7 @@
 pub mod availability;
 pub mod codes;
 pub mod identity;
+pub mod records;
 pub mod units;
 
 use arrow::array::{
