@@ -108,6 +108,12 @@ pub fn run(a: LinkArgs) -> anyhow::Result<ExitStatus> {
                     r.review_pairs,
                     r.refused_links
                 );
+                if r.without_identity_facts > 0 {
+                    println!(
+                        "{} records carry no usable identity fact: each is its own person",
+                        r.without_identity_facts
+                    );
+                }
                 if r.conflicts > 0 {
                     println!(
                         "{} identities have records that disagree on birth date or sex",

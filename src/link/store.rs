@@ -137,6 +137,10 @@ pub struct LinkReport {
     pub refused_links: u64,
     /// Identities whose records disagree on birth date or sex.
     pub conflicts: u64,
+    /// Records with no usable identity fact (no name, birth date, national id or address):
+    /// each is its own person.
+    #[serde(default)]
+    pub without_identity_facts: u64,
     /// Person ids merged into another by this linkage.
     pub replaced: u64,
     pub prior: f64,
@@ -190,6 +194,21 @@ impl LinkReport {
             review_pairs: l.review.len() as u64,
             refused_links: l.refused.len() as u64,
             conflicts,
+            without_identity_facts: records
+                .iter()
+                .filter(|rec| {
+                    [
+                        IdField::GivenName,
+                        IdField::FamilyName,
+                        IdField::BirthDate,
+                        IdField::NationalId,
+                        IdField::Address,
+                        IdField::Postcode,
+                    ]
+                    .iter()
+                    .all(|&f| rec.get(f).is_none())
+                })
+                .count() as u64,
             replaced: r.replaced.len() as u64,
             prior: l.params.lambda,
             spec_hash: format!("{:016x}", spec.hash),

@@ -545,3 +545,29 @@ fn opts_no_link() -> ehr_risk::ingest::driver::IngestOptions {
         ..opts()
     }
 }
+
+#[test]
+fn records_without_identity_facts_and_conflicting_ids_are_counted_not_merged() {
+    let d = tempfile::tempdir().unwrap();
+    let export = d.path().join("Patient.ndjson");
+    std::fs::write(
+        &export,
+        [
+            r#"{"resourceType":"Patient","id":"a","gender":"male","birthDate":"1950-03-04","name":[{"family":"Smith","given":["John"]}]}"#,
+            r#"{"resourceType":"Patient","id":"b","gender":"male"}"#,
+            r#"{"resourceType":"Patient","id":"c","gender":"male"}"#,
+            // The same MRN again with another birth date and sex: a conflict, kept as one identity.
+            r#"{"resourceType":"Patient","id":"a","gender":"female","birthDate":"1951-03-04","name":[{"family":"Smith","given":["John"]}]}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let lake = d.path().join("lake");
+    let r = ingest(&lake, &[export]);
+    let l = r.linkage.expect("linkage ran");
+    assert_eq!(l.without_identity_facts, 2, "{l:?}");
+    assert_eq!(l.conflicts, 1, "{l:?}");
+    // b and c share everything they say (only a sex): never merged on that alone.
+    assert_eq!(l.identities, 3);
+    assert_eq!(l.persons, 3, "{l:?}");
+}
