@@ -105,6 +105,11 @@ pub fn lake_fingerprint(lake: &Lake) -> String {
         h.update(i.blake3.as_bytes());
     }
     h.update(lake.manifest.shards.to_le_bytes());
+    // A run that read nothing new relinked identities (`ehr-risk link run`): events may have
+    // moved between subjects, so what was built from the lake before is stale.
+    for r in lake.manifest.runs.iter().filter(|r| r.files_read == 0) {
+        h.update(r.run_id.as_bytes());
+    }
     hex::encode(&h.finalize()[..8])
 }
 

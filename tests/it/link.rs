@@ -383,6 +383,9 @@ fn later_records_join_their_person_and_decisions_move_events() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let fingerprint =
+        || ehr_risk::cohort::lake_fingerprint(&ehr_risk::lake::Lake::open(&lake).unwrap());
+    let stale = fingerprint();
     let out = bin()
         .args(["link", "run", "--json", lake_s])
         .output()
@@ -394,6 +397,8 @@ fn later_records_join_their_person_and_decisions_move_events() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["events_moved"].as_u64().unwrap() >= 1, "{v}");
+    // Cohorts, features and models built before the move see a new lake.
+    assert_ne!(fingerprint(), stale);
     valid(&lake);
     let map = person_of(&lake);
     assert_ne!(map[value].1, map[&org].1, "rejected: apart");
