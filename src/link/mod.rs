@@ -30,6 +30,8 @@ pub enum LinkError {
     Io { path: PathBuf, err: std::io::Error },
     #[error("{path}: {message}")]
     Bad { path: PathBuf, message: String },
+    #[error(transparent)]
+    Lake(#[from] crate::lake::LakeError),
 }
 
 /// A decision on a pair of records (by index) made before the model: one person or not.
@@ -221,23 +223,6 @@ impl<'a> Scorer<'a> {
     }
 }
 
-/// Match weight (log2 odds) and probability of a pair (one pair; [`Scorer`] for many).
-pub fn score(
-    spec: &LinkSpec,
-    params: &Params,
-    tf: &TermFrequencies,
-    a: &PersonRecord,
-    b: &PersonRecord,
-    levels: compare::Pattern,
-) -> (f64, f64) {
-    let w = prior_weight(params)
-        + terms(spec, params, tf, a, b, levels)
-            .iter()
-            .map(|t| t.weight)
-            .sum::<f64>();
-    (w, 1.0 / (1.0 + (-w).exp2()))
-}
-
 /// A pair's explanation: the prior and each comparison's term.
 pub struct Explanation {
     pub prior_weight: f64,
@@ -255,7 +240,8 @@ pub fn explain(
 ) -> Explanation {
     let levels = compare::pattern(spec, a, b);
     let terms = terms(spec, params, tf, a, b, levels);
-    let (weight, probability) = score(spec, params, tf, a, b, levels);
+    let weight = prior_weight(params) + terms.iter().map(|t| t.weight).sum::<f64>();
+    let probability = 1.0 / (1.0 + (-weight).exp2());
     Explanation {
         prior_weight: prior_weight(params),
         terms,
@@ -581,11 +567,12 @@ mod tests {
         for i in 0..300 {
             let (a, b) = (&records[i], &records[(i * 7 + 1) % 300]);
             let levels = compare::pattern(&spec, a, b);
-            let (w1, p1) = score(&spec, &params, &tf, a, b, levels);
-            let (w2, p2) = scorer.score(a, levels);
+            let e = explain(&spec, &params, &tf, a, b);
+            let (w, p) = scorer.score(a, levels);
             assert!(
-                (w1 - w2).abs() < 1e-9 && (p1 - p2).abs() < 1e-12,
-                "{w1} {w2}"
+                (e.weight - w).abs() < 1e-9 && (e.probability - p).abs() < 1e-12,
+                "{} {w}",
+                e.weight
             );
         }
     }

@@ -8,15 +8,15 @@
 
 use super::spec::LinkSpec;
 use super::{LinkError, Resolution, Rule, StoredDecision};
+use crate::lake::Lake;
 use crate::lake::commit::Transaction;
 use crate::lake::write::{owner_only, read_persons, write_batches};
-use crate::lake::{Lake, LakeError};
 use crate::schema::identity::{IdField, PersonRecord};
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 const SECRET: &str = "identity/secret";
@@ -24,15 +24,6 @@ const DECISIONS: &str = "identity/decisions.json";
 const LINKS: &str = "identity/links.parquet";
 const CLUSTERS: &str = "identity/clusters.parquet";
 const MODEL: &str = "identity/model.json";
-
-impl From<LakeError> for LinkError {
-    fn from(e: LakeError) -> Self {
-        LinkError::Bad {
-            path: PathBuf::from("lake"),
-            message: e.to_string(),
-        }
-    }
-}
 
 /// The lake's secret for keyed record hashes (created on first use, owner-only).
 pub struct Keyring {
