@@ -208,7 +208,7 @@ pub fn print_evaluations(evals: &[Evaluation], subgroups: bool) {
             "censoring-aware (IPCW): observed cumulative incidence against mean predicted risk"
         );
         println!(
-            "{:<11} {:<18} {:>7} {:>6} {:>7} {:>9} {:>9} {:>6} {:>19}",
+            "{:<11} {:<18} {:>7} {:>6} {:>7} {:>9} {:>9} {:>6} {:>19} {:>14}",
             "output",
             "model",
             "n",
@@ -217,7 +217,8 @@ pub fn print_evaluations(evals: &[Evaluation], subgroups: bool) {
             "observed",
             "expected",
             "O/E",
-            "decile O/E (>=20 ev)"
+            "decile O/E (>=20 ev)",
+            "in band / CI≠1"
         );
         for e in evals {
             for (model, c) in &e.censoring_aware {
@@ -229,12 +230,25 @@ pub fn print_evaluations(evals: &[Evaluation], subgroups: bool) {
                     .collect();
                 let range = ratio_range(&r);
                 let au = c.auroc.map_or("-".to_string(), |a| format!("{a:.3}"));
+                let k = c.decile_check(
+                    crate::evaluate::DECILE_MIN_EVENTS,
+                    crate::evaluate::DECILE_BAND,
+                );
+                let check = format!("{}/{} / {}", k.in_band, k.deciles, k.beyond_noise);
                 println!(
-                    "{:<11} {model:<18} {:>7} {:>6} {au:>7} {:>9.4} {:>9.4} {:>6.3} {range:>19}",
+                    "{:<11} {model:<18} {:>7} {:>6} {au:>7} {:>9.4} {:>9.4} {:>6.3} {range:>19} {check:>14}",
                     e.outcome, c.n, c.events, c.observed, c.expected, c.observed_over_expected
                 );
             }
         }
+    }
+    if evals.iter().any(|e| !e.censoring_aware.is_empty()) {
+        println!(
+            "(in band: deciles with >= {} events whose O/E is within {:.2}-{:.2}; CI≠1: those whose 95 % interval excludes 1)",
+            crate::evaluate::DECILE_MIN_EVENTS,
+            crate::evaluate::DECILE_BAND.0,
+            crate::evaluate::DECILE_BAND.1
+        );
     }
     if evals.iter().any(|e| !e.against_truth.is_empty()) {
         println!();

@@ -8,6 +8,11 @@
 pub mod censored;
 pub mod metrics;
 
+/// Deciles of predicted risk with fewer events than this are shown but not judged.
+pub const DECILE_MIN_EVENTS: usize = 20;
+/// The band of observed/expected a decile is held to (issue #17's target).
+pub const DECILE_BAND: (f64, f64) = (0.8, 1.25);
+
 use crate::cohort::censoring;
 use crate::model::logistic::{LogisticModel, LogisticParams};
 use metrics::{Estimate, auprc, auroc, bootstrap, brier, calibration, calibration_curve};
@@ -440,10 +445,7 @@ pub fn with_model(
         let ends: Vec<Option<(f64, censoring::End)>> = d
             .keys
             .iter()
-            .map(|k| {
-                let s = survival.get(k)?;
-                (s.at_risk[oi] && h as f64 <= s.extract_end).then(|| censoring::end_of(s, oi))
-            })
+            .map(|k| censoring::eligible_end(survival.get(k)?, oi, h as f64))
             .collect();
         for (model, p) in &every {
             let (pv, ev): (Vec<f64>, Vec<(f64, censoring::End)>) = p

@@ -257,17 +257,20 @@ pub fn train(
         let r = gru::train(&mut vs, &net, &cfg, &tr, &tu, &norm, &horizons, progress);
         r.map(|r| (vs, net, r))
     })?;
-    // Recalibration (time to event, tuning split) and the baseline, per output.
+    // The baseline hazards where the training split's events put them, given the network's
+    // ranking; then recalibration (time to event, tuning split) and the baseline, per output.
+    let logits_tr = gru::predict_logits(&net, &tr, &norm, device, 1024);
+    let shift = gru::interval_shift(&tr, &logits_tr, 400);
+    drop(logits_tr);
+    tracing::info!(
+        ?shift,
+        "training split's baseline hazards against the network's"
+    );
+    net.shift_hazards(&shift);
     let logits = gru::predict_logits(&net, &tu, &norm, device, 1024);
     let n_outcomes = task.outcomes.len();
     let identity = gru::identity_scale(n_outcomes + 1);
-    // The prior holds the level where the training split's events put it, given the
-    // network's ranking: where the network stopped is not always there.
-    let logits_tr = gru::predict_logits(&net, &tr, &norm, device, 1024);
-    let centre = gru::level_shift(&tr, &logits_tr, 300);
-    drop(logits_tr);
-    tracing::info!(?centre, "training split's level against the network's");
-    let scale = gru::fit_scale(&tu, &logits, 500, &gru::cause_events(&tr), &centre);
+    let scale = gru::fit_scale(&tu, &logits, 500, &gru::cause_events(&tr));
     let tuning_nll = (
         gru::mean_nll(&tu, &logits, &identity),
         gru::mean_nll(&tu, &logits, &scale),

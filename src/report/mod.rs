@@ -461,7 +461,7 @@ svg .tick{{font-size:10px;fill:#555}}svg .lab{{font-size:11px;text-anchor:middle
     }
     // Censoring-aware calibration: what a risk means (issue 17).
     if r.evaluations.iter().any(|e| !e.censoring_aware.is_empty()) {
-        h.push_str(r#"<h2 id="censoring-aware">Risks against what happened (censoring-aware) and against the truth</h2><p>Observed: the inverse-probability-of-censoring weighted cumulative incidence at the horizon (deaths compete, people not followed that long are weighted, never dropped). O/E per decile of predicted risk, lowest first; a decile with fewer than 20 events is in grey. True: the generator's exact risk (synthetic data only).</p><table id="oe-table"><tr><th class="l">output</th><th class="l">model</th><th>n</th><th>events</th><th>IPCW AUROC</th><th>observed</th><th>expected</th><th>O/E</th><th class="l">O/E by decile</th><th>mean pred / true</th></tr>"#);
+        h.push_str(r#"<h2 id="censoring-aware">Risks against what happened (censoring-aware) and against the truth</h2><p>Observed: the inverse-probability-of-censoring weighted cumulative incidence at the horizon (deaths compete, people not followed that long are weighted, never dropped). O/E per decile of predicted risk, lowest first; a decile with fewer than 20 events is in grey; one whose 95 % interval (Poisson on its events) excludes 1 is in bold: miscalibrated beyond what the sampling of its events explains. True: the generator's exact risk (synthetic data only).</p><table id="oe-table"><tr><th class="l">output</th><th class="l">model</th><th>n</th><th>events</th><th>IPCW AUROC</th><th>observed</th><th>expected</th><th>O/E</th><th class="l">O/E by decile</th><th>mean pred / true</th></tr>"#);
         for e in &r.evaluations {
             for (model, c) in &e.censoring_aware {
                 // The equations are 10-year risks: held against what happened at 10 years only.
@@ -479,8 +479,12 @@ svg .tick{{font-size:10px;fill:#555}}svg .lab{{font-size:11px;text-anchor:middle
                         } else {
                             f64::NAN
                         };
-                        if *ev >= 20 {
-                            format!("{oe:.2}")
+                        if *ev >= crate::evaluate::DECILE_MIN_EVENTS {
+                            if crate::evaluate::censored::beyond_noise(oe, *ev) {
+                                format!(r#"<b class="off">{oe:.2}</b>"#)
+                            } else {
+                                format!("{oe:.2}")
+                            }
                         } else {
                             format!(r#"<span class="few">{oe:.2}</span>"#)
                         }
