@@ -203,5 +203,6 @@ fn load_omop(set: &InputSet) -> Result<omop::OmopContext, IngestError> {
         persons,
         locations,
         export,
+        codes: Default::default(),
     })
 }

@@ -123,7 +123,14 @@ pub struct OmopContext {
     pub locations: HashMap<i64, [Option<String>; 4]>,
     /// Export name used to qualify person_id when there is no person_source_value.
     pub export: String,
+    /// [`OmopContext::concept_code`] of each concept met so far: a table's rows repeat a few
+    /// thousand concepts, and building the lake code anew for each row was 7 % of an OMOP run
+    /// (2026-12-06). Filled as rows are read, so a full vocabulary costs nothing up front.
+    pub codes: std::sync::RwLock<rustc_hash::FxHashMap<i64, ConceptCode>>,
 }
+
+/// A concept's lake code and its description.
+pub type ConceptCode = (String, Option<String>);
 
 /// Read an integer id that some exports write as `7.0`.
 pub fn parse_id(field: &str, v: &str) -> Result<i64, Reject> {
@@ -181,10 +188,22 @@ impl OmopContext {
     }
 
     /// The lake code for a concept id: vocabulary code when known, `OMOP//<id>` otherwise.
-    pub fn concept_code(&self, id: i64) -> Option<(String, Option<String>)> {
+    pub fn concept_code(&self, id: i64) -> Option<ConceptCode> {
         if id == 0 {
             return None;
         }
+        if let Some(hit) = self.codes.read().expect("concept codes").get(&id) {
+            return Some(hit.clone());
+        }
+        let code = self.make_concept_code(id);
+        self.codes
+            .write()
+            .expect("concept codes")
+            .insert(id, code.clone());
+        Some(code)
+    }
+
+    fn make_concept_code(&self, id: i64) -> ConceptCode {
         match self.concepts.get(&id) {
             Some(c) => {
                 let vocab = vocabularies().omop.get(&c.vocabulary).map(String::as_str);
@@ -192,9 +211,9 @@ impl OmopContext {
                     Some(v) => normalize(v, &c.code).unwrap_or_else(|_| format!("{v}//{}", c.code)),
                     None => format!("{}//{}", c.vocabulary.to_ascii_uppercase(), c.code),
                 };
-                Some((code, Some(c.name.clone())))
+                (code, Some(c.name.clone()))
             }
-            None => Some((format!("OMOP//{id}"), None)),
+            None => (format!("OMOP//{id}"), None),
         }
     }
 
@@ -303,6 +322,20 @@ fn bare_source(ctx: &Ctx, table: &str, v: &str, c: &mut Chunk) -> String {
     }
 }
 
+/// A CDM table's primary key column (looked up per row: no allocation).
+fn id_column(table: &str) -> Option<&'static str> {
+    Some(match table {
+        "person" => "person_id",
+        "visit_occurrence" => "visit_occurrence_id",
+        "condition_occurrence" => "condition_occurrence_id",
+        "measurement" => "measurement_id",
+        "observation" => "observation_id",
+        "drug_exposure" => "drug_exposure_id",
+        "procedure_occurrence" => "procedure_occurrence_id",
+        _ => return None,
+    })
+}
+
 fn base(ctx: &Ctx, row: &Row, table: &str, sid: i64) -> Event {
     Event {
         subject_id: sid,
@@ -310,10 +343,7 @@ fn base(ctx: &Ctx, row: &Row, table: &str, sid: i64) -> Event {
         provenance: ctx.provenance(row.line),
         // Each CDM table's primary key is `<table>_id` (`person_id`, `measurement_id`,
         // `condition_occurrence_id`...); `death` has none.
-        source_record_id: match table {
-            "death" => None,
-            t => row.get(&format!("{t}_id")).map(String::from),
-        },
+        source_record_id: id_column(table).and_then(|c| row.get(c)).map(String::from),
         ..Default::default()
     }
 }

@@ -51,7 +51,7 @@ pub fn read_file(
 /// drive with arbitrary bytes.
 pub fn read_table(
     f: &InputFile,
-    source: impl std::io::Read,
+    source: impl std::io::Read + Send,
     lookups: &SetLookups,
     ctx: &Ctx,
     sink: &mut dyn FnMut(Chunk) -> Result<(), IngestError>,

@@ -6,14 +6,15 @@
 use super::io::open;
 use super::{Chunk, IngestError, Quarantined, Reject};
 use rayon::prelude::*;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::path::Path;
 
 /// A CSV header, with the column lookup.
 #[derive(Debug, Clone)]
 pub struct Header {
     pub names: Vec<String>,
-    index: HashMap<String, usize>,
+    /// Looked up for every field of every row: a fast hash, not SipHash.
+    index: FxHashMap<String, usize>,
 }
 
 impl Header {
@@ -119,8 +120,12 @@ where
 
 /// [`stream`] over any byte source (`path` names it in errors), with the required columns
 /// decided from the header (a table's schema version): the row path the fuzzers drive.
+///
+/// Two stages overlap: a framing thread cuts the next batch of records while the pool converts
+/// the current one (one batch in flight), so the single-threaded CSV framing no longer leaves
+/// the other core idle.
 pub fn stream_from<'r, F>(
-    source: impl std::io::Read,
+    source: impl std::io::Read + Send,
     path: &Path,
     file_label: &str,
     required: &dyn Fn(&Header) -> Vec<&'r str>,
@@ -130,7 +135,6 @@ pub fn stream_from<'r, F>(
 where
     F: Fn(&Row, &mut Chunk) + Sync,
 {
-    const BATCH: usize = 32 * 1024;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .buffer_capacity(1 << 20)
@@ -144,11 +148,96 @@ where
     };
     require(path, &header, &required(&header))?;
     let width = header.names.len();
-    let mut batch: Vec<(u64, csv::StringRecord)> = Vec::with_capacity(BATCH);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Framed>(1);
+        scope.spawn(move || frame(reader, file_label, tx));
+        // The receiver is dropped on an early return, which stops the framing thread.
+        for Framed {
+            batch,
+            failure,
+            last,
+        } in rx
+        {
+            let n = batch.len();
+            let chunks: Vec<Chunk> = batch
+                .par_chunks(2048)
+                .map(|rows| {
+                    let mut c = Chunk::default();
+                    c.events.reserve(rows.len());
+                    for (line, rec) in rows {
+                        let row = Row {
+                            line: *line,
+                            rec,
+                            header: &header,
+                        };
+                        if rec.len() != width {
+                            c.reject(
+                                file_label,
+                                *line,
+                                &row.raw(),
+                                Reject::new(
+                                    "*",
+                                    "bad_row",
+                                    rec.len().to_string(),
+                                    format!("{width} fields as in the header"),
+                                ),
+                            );
+                            continue;
+                        }
+                        convert(&row, &mut c);
+                    }
+                    c
+                })
+                .collect();
+            let mut merged = Chunk::default();
+            merged
+                .events
+                .reserve(chunks.iter().map(|c| c.events.len()).sum());
+            for c in chunks {
+                merged.merge(c);
+            }
+            // The records the CSV reader framed, counted apart from their outcomes.
+            merged.tally.rows_read += n as u64 + failure.is_some() as u64;
+            if let Some(q) = failure {
+                merged.tally.rows_rejected += 1;
+                *merged
+                    .tally
+                    .rejected_by_reason
+                    .entry(q.reason.clone())
+                    .or_default() += 1;
+                merged.quarantine.push(q);
+            }
+            sink(merged)?;
+            if last {
+                break;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// One batch of framed records, the record that failed to frame after them (if any), and
+/// whether the stream ends here.
+struct Framed {
+    batch: Vec<(u64, csv::StringRecord)>,
+    failure: Option<Quarantined>,
+    last: bool,
+}
+
+/// The framing stage: cut batches of records and hand them over until the end of the stream,
+/// a stream that breaks off, or a receiver that stopped listening. A row that is not UTF-8 or
+/// not well-formed CSV is quarantined and framing goes on; a broken stream ends it.
+fn frame<R: std::io::Read>(
+    mut reader: csv::Reader<R>,
+    file_label: &str,
+    tx: std::sync::mpsc::SyncSender<Framed>,
+) {
+    const BATCH: usize = 32 * 1024;
     let mut last_line = 1u64;
     loop {
-        batch.clear();
+        let mut batch: Vec<(u64, csv::StringRecord)> = Vec::with_capacity(BATCH);
         let mut failure: Option<Quarantined> = None;
+        let mut end = false;
         while batch.len() < BATCH {
             let mut rec = csv::StringRecord::new();
             match reader.read_record(&mut rec) {
@@ -156,7 +245,10 @@ where
                     last_line = rec.position().map(|p| p.line()).unwrap_or(last_line + 1);
                     batch.push((last_line, rec));
                 }
-                Ok(false) => break,
+                Ok(false) => {
+                    end = true;
+                    break;
+                }
                 Err(e) => {
                     let (reason, message) = match e.kind() {
                         csv::ErrorKind::Io(ioe) => (
@@ -167,6 +259,8 @@ where
                         _ => ("bad_row", format!("a well-formed CSV row ({e})")),
                     };
                     let line = e.position().map(|p| p.line()).unwrap_or(last_line + 1);
+                    // A bad row is passed over; a stream that broke off ends the file.
+                    end = reason != "bad_row";
                     failure = Some(Quarantined {
                         file: file_label.to_string(),
                         row: line,
@@ -180,60 +274,17 @@ where
                 }
             }
         }
-        let n = batch.len();
-        let chunks: Vec<Chunk> = batch
-            .par_chunks(2048)
-            .map(|rows| {
-                let mut c = Chunk::default();
-                for (line, rec) in rows {
-                    let row = Row {
-                        line: *line,
-                        rec,
-                        header: &header,
-                    };
-                    if rec.len() != width {
-                        c.reject(
-                            file_label,
-                            *line,
-                            &row.raw(),
-                            Reject::new(
-                                "*",
-                                "bad_row",
-                                rec.len().to_string(),
-                                format!("{width} fields as in the header"),
-                            ),
-                        );
-                        continue;
-                    }
-                    convert(&row, &mut c);
-                }
-                c
+        let last = end || (failure.is_none() && batch.len() < BATCH);
+        if tx
+            .send(Framed {
+                batch,
+                failure,
+                last,
             })
-            .collect();
-        let mut merged = Chunk::default();
-        for c in chunks {
-            merged.merge(c);
-        }
-        // The records the CSV reader framed, counted apart from their outcomes.
-        merged.tally.rows_read += n as u64 + failure.is_some() as u64;
-        if let Some(q) = failure.take() {
-            let utf8 = q.reason == "bad_row";
-            merged.tally.rows_rejected += 1;
-            *merged
-                .tally
-                .rejected_by_reason
-                .entry(q.reason.clone())
-                .or_default() += 1;
-            merged.quarantine.push(q);
-            sink(merged)?;
-            if utf8 {
-                continue;
-            }
-            return Ok(());
-        }
-        sink(merged)?;
-        if n < BATCH {
-            return Ok(());
+            .is_err()
+            || last
+        {
+            return;
         }
     }
 }
@@ -282,6 +333,53 @@ pub fn load_lookup(path: &Path, cols: &[&str]) -> Result<Vec<Vec<Option<String>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The framing thread runs ahead of the conversion: a sink that fails on the first batch
+    /// ends the file there (the framing thread stops instead of blocking the scope), and an
+    /// honest sink sees every record, in order, across batches.
+    #[test]
+    fn framing_ahead_stops_with_the_sink_and_keeps_order() {
+        let mut csv = String::from("a,b\n");
+        for i in 0..70_000 {
+            csv.push_str(&format!("{i},x\n"));
+        }
+        let p = Path::new("t.csv");
+        let mut calls = 0;
+        let r = stream_from(
+            csv.as_bytes(),
+            p,
+            "t.csv",
+            &|_| vec!["a"],
+            |_, c| c.accept(vec![]),
+            &mut |_| {
+                calls += 1;
+                Err(IngestError::Schema {
+                    path: p.to_path_buf(),
+                    message: "stop".into(),
+                })
+            },
+        );
+        assert!(r.is_err());
+        assert_eq!(calls, 1);
+        let mut lines = Vec::new();
+        stream_from(
+            csv.as_bytes(),
+            p,
+            "t.csv",
+            &|_| vec!["a"],
+            |row, c| {
+                assert_eq!(row.get("a").unwrap(), (row.line - 2).to_string());
+                c.accept(vec![])
+            },
+            &mut |c| {
+                lines.push(c.tally.rows_read);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(lines.iter().sum::<u64>(), 70_000);
+        assert!(lines.len() >= 3, "{lines:?}");
+    }
 
     /// A converter that forgets rows cannot make the counts balance: the CSV framing counts
     /// every record itself, and [`crate::ingest::Tally::check`] refuses the file.
