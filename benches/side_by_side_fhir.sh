@@ -21,7 +21,11 @@ echo "export: $EXPORT, $BYTES bytes" >&2
 BIN=${BIN:-target/debug/ehr-risk}
 [ "$BIN" = target/debug/ehr-risk ] && cargo build -q
 rm -rf "$WORK/lake"
-/usr/bin/time -f '%e %M' -o "$WORK/time.txt" "$BIN" ingest -q --json --lake "$WORK/lake" "$EXPORT" >"$WORK/report.json"
+# --no-link: scale_fhir.py makes its volume by copying 28 patients 85 times under new ids with
+# the same names and birth dates, which identity resolution rightly takes for 61 people (and
+# then removes a million duplicate events); this measures reading, not linkage (see the
+# linkage benchmarks). The exit status is kept: the run must not fail.
+/usr/bin/time -f '%e %M' -o "$WORK/time.txt" "$BIN" ingest -q --json --no-link --lake "$WORK/lake" "$EXPORT" >"$WORK/report.json"
 read -r SECS KB <"$WORK/time.txt"
 python3 - "$WORK/report.json" "$SECS" "$KB" "$BYTES" <<'PY'
 import json, sys

@@ -1,7 +1,8 @@
 //! Whether an ingest run may call itself a success. In: the run's report and the reject-rate
 //! limit. Out: findings, each naming the input, the dominant reason and what to do; the CLI
-//! exits non-zero when there is any. A run that accepted no row of an input never succeeds,
-//! whatever the limit: an export whose people were all rejected (every date in the future,
+//! exits non-zero when there is any. A run that accepted no row of an input it judged never
+//! succeeds, whatever the limit (an input of skipped rows only fails a run that accepted
+//! nothing): an export whose people were all rejected (every date in the future,
 //! say) otherwise "succeeds" with an empty lake. The dominant reason is looked for first in the
 //! people table, because when people are rejected every other row of the export follows as
 //! `unknown_patient`, and that consequence is not the cause.
@@ -115,17 +116,24 @@ pub fn assess(report: &IngestReport, max_reject_rate: f64) -> Vec<Finding> {
             slot.1.get_or_insert_with(Tally::default).add(&fr.tally);
         }
     }
+    // An input whose rows were all skipped (resource types this engine does not read: a Bulk
+    // export's Practitioner or Device files) is no verdict on the data while the run accepted
+    // rows elsewhere; it fails only a run that accepted nothing at all.
+    let run_accepted: u64 = inputs.values().map(|(t, _)| t.rows_accepted).sum();
     let mut out = Vec::new();
     for (input, (tally, people)) in inputs {
-        let kind = if tally.rows_read > 0 && tally.rows_accepted == 0 {
-            FindingKind::NothingAccepted
-        } else if reject_rate(&tally) > max_reject_rate {
-            FindingKind::RejectRate {
-                limit_permille: (max_reject_rate * 1000.0).round() as u32,
-            }
-        } else {
-            continue;
-        };
+        let judged = tally.rows_accepted + tally.rows_rejected;
+        let kind =
+            if tally.rows_read > 0 && tally.rows_accepted == 0 && (judged > 0 || run_accepted == 0)
+            {
+                FindingKind::NothingAccepted
+            } else if reject_rate(&tally) > max_reject_rate {
+                FindingKind::RejectRate {
+                    limit_permille: (max_reject_rate * 1000.0).round() as u32,
+                }
+            } else {
+                continue;
+            };
         let top = |t: &Tally| {
             t.rejected_by_reason
                 .iter()
@@ -244,5 +252,26 @@ mod tests {
         let f = assess(&report(vec![a]), 0.05);
         assert_eq!(f[0].kind, FindingKind::NothingAccepted);
         assert!(f[0].to_string().contains("Nothing in it is a table"));
+    }
+
+    /// A Bulk export's files of unused resource types beside the ones read: the run accepted
+    /// rows, so they are skipped (and counted), not failures; an input whose judged rows were
+    /// all rejected still fails beside them.
+    #[test]
+    fn skipped_only_files_beside_accepted_ones_do_not_fail_the_run() {
+        let mut skipped = file("bulk/Practitioner.ndjson", "Practitioner", 0, &[]);
+        skipped.tally.rows_skipped = 3;
+        skipped.tally.rows_read = 3;
+        let read = file("bulk/Patient.ndjson", "Patient", 10, &[]);
+        assert!(assess(&report(vec![skipped.clone(), read.clone()]), 0.05).is_empty());
+        let bad = file(
+            "bulk/Observation.ndjson",
+            "Observation",
+            0,
+            &[("bad_date", 4)],
+        );
+        let f = assess(&report(vec![skipped, read, bad]), 0.05);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].input, "bulk/Observation.ndjson");
     }
 }
