@@ -225,7 +225,7 @@ pub fn print_evaluations(evals: &[Evaluation], subgroups: bool) {
                 let r: Vec<f64> = c
                     .deciles
                     .iter()
-                    .filter(|d| d.3 >= 20 && d.0 > 0.0)
+                    .filter(|d| d.3 >= crate::evaluate::DECILE_MIN_EVENTS && d.0 > 0.0)
                     .map(|d| d.1 / d.0)
                     .collect();
                 let range = ratio_range(&r);

@@ -802,8 +802,9 @@ pub fn merge_dedupe(events: &mut Vec<Event>, new_ids: &HashSet<u64>) -> HashMap<
             .iter()
             .position(|e| !new_ids.contains(&fid(e)))
             .unwrap_or(0);
-        // Moved out, never cloned: almost every group is one event.
-        let mut kept = group.swap_remove(keep);
+        // Moved out, never cloned: almost every group is one event. The others are absorbed
+        // in their sorted order (the first visit id wins).
+        let mut kept = group.remove(keep);
         for e in group.drain(..) {
             crate::schema::availability::absorb(&mut kept, &e);
             *removed.entry(fid(&e)).or_default() += 1;
